@@ -16,6 +16,10 @@ type Ref struct {
 	FieldPath       string
 }
 
+// IsZero reports whether the reference names no object at all (no kind,
+// name or UID), as for an Event without a regarding object.
+func (r Ref) IsZero() bool { return r.Kind == "" && r.Name == "" && r.UID == "" }
+
 // Occurrence is one emission of an Event: an Event object seen with a count
 // (core/v1 count or events.k8s.io series.count) that the bridge has not
 // emitted before. Its key is EventUID + Count.
@@ -30,8 +34,16 @@ type Occurrence struct {
 	Reason string
 	Action string
 	Note   string // the message
+	// NoteTruncated is set when Note was cut to Options.MaxMessageBytes;
+	// NoteOriginalBytes is then the length in bytes of the message as the
+	// API held it.
+	NoteTruncated     bool
+	NoteOriginalBytes int
 	// Time is when the occurrence happened (see DESIGN.md for the precedence).
 	Time time.Time
+	// TimeFromObserved is set when the Event carried no usable time at all
+	// and Time is a copy of Observed.
+	TimeFromObserved bool
 	// FirstTime is when the Event was first seen by its reporter.
 	FirstTime time.Time
 	// Observed is when the bridge saw the occurrence.

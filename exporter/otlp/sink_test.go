@@ -1,0 +1,730 @@
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/certs"
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
+)
+
+// TestMain fails the package if goroutines are left running after all tests
+// (sinks not shut down, connections not closed).
+func TestMain(m *testing.M) {
+	base := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > base+2 {
+			buf := make([]byte, 1<<20)
+			fmt.Fprintf(os.Stderr, "leaked goroutines: %d at start, %d now\n%s\n", base, n, buf[:runtime.Stack(buf, true)])
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ackLog records acknowledgements.
+type ackLog struct {
+	mu  sync.Mutex
+	ids []int
+}
+
+func (a *ackLog) fn(id int) func() {
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.ids = append(a.ids, id)
+	}
+}
+
+func (a *ackLog) get() []int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]int(nil), a.ids...)
+}
+
+func (a *ackLog) waitN(t *testing.T, ctx context.Context, n int) []int {
+	t.Helper()
+	for {
+		if ids := a.get(); len(ids) >= n {
+			return ids
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %d acks: got %d", n, len(a.get()))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func record(i int) log.Record {
+	var r log.Record
+	r.SetEventName("k8s.event")
+	r.SetTimestamp(time.Unix(1700000000, int64(i)))
+	r.SetSeverity(log.SeverityInfo)
+	r.SetSeverityText("Normal")
+	r.SetBody(attribute.StringValue(fmt.Sprintf("event %d", i)))
+	r.AddAttributes(attribute.String("k8s.event.reason", "Pulled"), attribute.Int("k8s.event.count", i))
+	return r
+}
+
+var testResource = resource.NewSchemaless(
+	attribute.String("service.name", "kube-otel-bridge"),
+	attribute.String("k8s.cluster.name", "test"),
+)
+
+// newSink builds exporter and sink for cfg and shuts the sink down at the end
+// of the test.
+func newSink(t *testing.T, cfg Config) *LogSink {
+	t.Helper()
+	exp, err := NewLogExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewLogSink(exp, testResource, cfg, testLogger(t))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s
+}
+
+func emitN(t *testing.T, ctx context.Context, s *LogSink, acks *ackLog, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := s.Emit(ctx, record(i), acks.fn(i)); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+	}
+}
+
+func bodies(logs []otlpreceiver.LogRecordWithResource) []string {
+	out := make([]string, len(logs))
+	for i, l := range logs {
+		out[i] = l.Record.GetBody().GetStringValue()
+	}
+	return out
+}
+
+func checkAllOnce(t *testing.T, logs []otlpreceiver.LogRecordWithResource, n int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, b := range bodies(logs) {
+		seen[b]++
+	}
+	for i := range n {
+		if c := seen[fmt.Sprintf("event %d", i)]; c != 1 {
+			t.Errorf("event %d delivered %d times", i, c)
+		}
+	}
+	if len(logs) != n {
+		t.Errorf("received %d records, want %d", len(logs), n)
+	}
+}
+
+func checkAcksInOrder(t *testing.T, ids []int, n int) {
+	t.Helper()
+	if len(ids) != n {
+		t.Fatalf("%d acks, want %d", len(ids), n)
+	}
+	for i, id := range ids {
+		if id != i {
+			t.Fatalf("ack %d is for record %d; acks = %v", i, id, ids)
+		}
+	}
+}
+
+func TestSinkInsecure(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 4, BatchTimeout: 50 * time.Millisecond})
+	acks := &ackLog{}
+
+	traceID := trace.TraceID{1, 2, 3}
+	spanID := trace.SpanID{4, 5, 6}
+	sctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled,
+	}))
+	if err := s.Emit(sctx, record(0), acks.fn(0)); err != nil {
+		t.Fatal(err)
+	}
+	emitN(t, ctx, s, acks, 1, 10)
+
+	logs, err := r.WaitLogs(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAllOnce(t, logs, 10)
+	checkAcksInOrder(t, acks.waitN(t, ctx, 10), 10)
+
+	l := logs[0]
+	if v, _ := l.ResourceAttr("service.name"); v != "kube-otel-bridge" {
+		t.Errorf("service.name = %q", v)
+	}
+	if v, _ := l.ResourceAttr("k8s.cluster.name"); v != "test" {
+		t.Errorf("k8s.cluster.name = %q", v)
+	}
+	if l.Scope.GetName() != ScopeName {
+		t.Errorf("scope = %q", l.Scope.GetName())
+	}
+	rec := l.Record
+	if rec.GetEventName() != "k8s.event" || rec.GetSeverityText() != "Normal" || rec.GetSeverityNumber() != 9 {
+		t.Errorf("record = %v", rec)
+	}
+	if rec.GetTimeUnixNano() != uint64(time.Unix(1700000000, 0).UnixNano()) || rec.GetObservedTimeUnixNano() == 0 {
+		t.Errorf("timestamps = %d, %d", rec.GetTimeUnixNano(), rec.GetObservedTimeUnixNano())
+	}
+	if v, _ := l.Attr("k8s.event.reason"); v != "Pulled" {
+		t.Errorf("reason = %q", v)
+	}
+	if string(rec.GetTraceId()) != string(traceID[:]) || string(rec.GetSpanId()) != string(spanID[:]) {
+		t.Errorf("trace/span id = %x/%x", rec.GetTraceId(), rec.GetSpanId())
+	}
+	if len(logs[1].Record.GetTraceId()) != 0 {
+		t.Errorf("record without span context has trace id %x", logs[1].Record.GetTraceId())
+	}
+
+	// Batches: at most BatchSize records per request.
+	for _, req := range r.Requests() {
+		if req.Items > 4 {
+			t.Errorf("request with %d records, batch size 4", req.Items)
+		}
+	}
+	st := s.Stats()
+	if st.Exported != 10 || st.FailedAttempts != 0 || st.QueueDepth != 0 || st.ExportedBatches < 3 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestSinkTLS(t *testing.T) {
+	pki := certs.New(t, "")
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{TLS: pki.ServerTLSConfig(false)})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), CAFile: pki.CAFile, BatchTimeout: 10 * time.Millisecond})
+	acks := &ackLog{}
+	emitN(t, ctx, s, acks, 0, 3)
+	logs, err := r.WaitLogs(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAllOnce(t, logs, 3)
+	acks.waitN(t, ctx, 3)
+	if cn := r.Requests()[0].ClientCommonName; cn != "" {
+		t.Errorf("client presented a certificate (%q) without being configured to", cn)
+	}
+
+	// Without the CA the server certificate is not trusted (system roots).
+	exp, err := NewLogExporter(ctx, Config{Endpoint: r.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := exp.Export(short, []sdklog.Record{new(sdklog.Record).Clone()}); err == nil {
+		t.Fatal("export to a server with an untrusted certificate succeeded")
+	}
+}
+
+func TestSinkMutualTLS(t *testing.T) {
+	pki := certs.New(t, "")
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{TLS: pki.ServerTLSConfig(true)})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{
+		Endpoint: r.Addr(), CAFile: pki.CAFile, ClientCertFile: pki.ClientCertFile, ClientKeyFile: pki.ClientKeyFile,
+		BatchTimeout: 10 * time.Millisecond,
+	})
+	acks := &ackLog{}
+	emitN(t, ctx, s, acks, 0, 3)
+	if _, err := r.WaitLogs(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	acks.waitN(t, ctx, 3)
+	if cn := r.Requests()[0].ClientCommonName; cn != pki.Client.CommonName {
+		t.Errorf("client CN = %q, want %q", cn, pki.Client.CommonName)
+	}
+
+	// A client without certificate is refused.
+	exp, err := NewLogExporter(ctx, Config{Endpoint: r.Addr(), CAFile: pki.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	var rec sdklog.Record
+	rec.SetBody(attribute.StringValue("no cert"))
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := exp.Export(short, []sdklog.Record{rec}); err == nil {
+		t.Fatal("client without certificate was accepted")
+	}
+	if n := len(r.Logs()); n != 3 {
+		t.Fatalf("receiver stored %d records, want 3", n)
+	}
+}
+
+func TestSinkHeadersAndCompression(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	env := map[string]string{"COLLECTOR_TOKEN": "s3cret"}
+	s := newSink(t, Config{
+		Endpoint: r.Addr(), Insecure: true, Compression: "gzip", BatchTimeout: 10 * time.Millisecond,
+		Headers: map[string]string{
+			"Authorization": "Bearer ${COLLECTOR_TOKEN}",
+			"X-Scope-OrgID": "tenant-1",
+		},
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+	})
+	acks := &ackLog{}
+	emitN(t, ctx, s, acks, 0, 50)
+	if _, err := r.WaitLogs(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range r.Requests() {
+		if got := req.Header("authorization"); got != "Bearer s3cret" {
+			t.Errorf("authorization = %q", got)
+		}
+		if got := req.Header("x-scope-orgid"); got != "tenant-1" {
+			t.Errorf("x-scope-orgid = %q", got)
+		}
+		if req.Compression != "gzip" {
+			t.Errorf("compression = %q, want gzip", req.Compression)
+		}
+		if req.WireBytes >= req.Bytes {
+			t.Errorf("gzip did not shrink the request: %d wire bytes for %d bytes", req.WireBytes, req.Bytes)
+		}
+	}
+
+	// And without compression.
+	r2 := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	s2 := newSink(t, Config{Endpoint: r2.Addr(), Insecure: true, Compression: "none", BatchTimeout: 10 * time.Millisecond})
+	emitN(t, ctx, s2, acks, 0, 1)
+	reqs, err := r2.WaitRequests(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reqs[0].Compression != "" || reqs[0].Header("authorization") != "" {
+		t.Errorf("request = %+v", reqs[0])
+	}
+}
+
+// TestSinkEnvironment checks that unset fields fall back to the standard
+// OTEL_EXPORTER_OTLP_* variables and that set fields win.
+func TestSinkEnvironment(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	// http:// makes the SDK use plaintext, without Insecure.
+	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://"+r.Addr())
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=env-value")
+	t.Setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+
+	s := newSink(t, Config{BatchTimeout: 10 * time.Millisecond})
+	acks := &ackLog{}
+	emitN(t, ctx, s, acks, 0, 1)
+	reqs, err := r.WaitRequests(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reqs[0].Header("x-from-env") != "env-value" || reqs[0].Compression != "gzip" {
+		t.Errorf("environment not applied: %+v", reqs[0])
+	}
+
+	// Set fields win over the environment; headers replace, not merge.
+	r2 := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	s2 := newSink(t, Config{
+		Endpoint: r2.Addr(), Insecure: true, Compression: "none", BatchTimeout: 10 * time.Millisecond,
+		Headers: map[string]string{"x-from-flag": "flag-value"},
+	})
+	emitN(t, ctx, s2, acks, 1, 2)
+	reqs, err = r2.WaitRequests(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reqs[0].Header("x-from-flag") != "flag-value" || reqs[0].Header("x-from-env") != "" || reqs[0].Compression != "" {
+		t.Errorf("config did not override the environment: %+v", reqs[0])
+	}
+	if len(r.Requests()) != 1 {
+		t.Errorf("second sink sent to the environment's endpoint")
+	}
+}
+
+// TestEnvironmentCannotDowngradeTLS: with Endpoint set and Insecure false,
+// the environment's INSECURE or http:// endpoint must not switch to
+// plaintext. (A CA from the environment or CAFile would force TLS anyway, so
+// this uses the system roots against a plaintext receiver: the export must
+// fail rather than go out in plaintext.)
+func TestEnvironmentCannotDowngradeTLS(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://"+r.Addr())
+
+	exp, err := NewLogExporter(ctx, Config{Endpoint: r.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := exp.Export(short, []sdklog.Record{new(sdklog.Record).Clone()}); err == nil {
+		t.Fatal("export went out in plaintext")
+	}
+	if n := len(r.Requests()); n != 0 {
+		t.Fatalf("plaintext receiver got %d requests", n)
+	}
+
+	// Without Endpoint the environment decides: plaintext to the same receiver.
+	exp2, err := NewLogExporter(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp2.Shutdown(ctx)
+	if err := exp2.Export(ctx, []sdklog.Record{new(sdklog.Record).Clone()}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.Requests()); n != 1 {
+		t.Fatalf("receiver got %d requests, want 1", n)
+	}
+}
+
+// TestSinkOutage stops the collector while records are emitted: nothing is
+// acknowledged while it is down, and after it comes back on the same address
+// everything is delivered exactly once and acknowledged in order.
+func TestSinkOutage(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 30*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 8, BatchTimeout: 20 * time.Millisecond, Timeout: 2 * time.Second})
+	acks := &ackLog{}
+
+	emitN(t, ctx, s, acks, 0, 10)
+	if _, err := r.WaitLogs(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	acks.waitN(t, ctx, 10)
+
+	r.Stop()
+	emitN(t, ctx, s, acks, 10, 40)
+	time.Sleep(3 * time.Second)
+	if n := len(acks.get()); n != 10 {
+		t.Fatalf("%d acks while the collector was down, want 10", n)
+	}
+	st := s.Stats()
+	if st.FailedAttempts == 0 || st.ConsecutiveFailures == 0 || st.QueueDepth != 30 {
+		t.Errorf("stats during outage = %+v", st)
+	}
+
+	restarted := time.Now()
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := r.WaitLogs(ctx, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("delivered %v after restart", time.Since(restarted).Round(time.Millisecond))
+	checkAcksInOrder(t, acks.waitN(t, ctx, 40), 40)
+	checkAllOnce(t, logs, 40)
+	st = s.Stats()
+	if st.Exported != 40 || st.QueueDepth != 0 || st.ConsecutiveFailures != 0 {
+		t.Errorf("stats after recovery = %+v", st)
+	}
+}
+
+// TestSinkRetriesFailures: the collector answers errors; the batch is retried
+// until it is accepted and acknowledged once.
+func TestSinkRetriesFailures(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 5, BatchTimeout: time.Hour})
+	acks := &ackLog{}
+	r.FailNext(4, codes.Unavailable)
+	emitN(t, ctx, s, acks, 0, 5)
+	logs, err := r.WaitLogs(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAllOnce(t, logs, 5)
+	checkAcksInOrder(t, acks.waitN(t, ctx, 5), 5)
+	if st := s.Stats(); st.FailedAttempts != 4 || st.Exported != 5 || st.ExportedBatches != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+
+	// Unauthenticated (e.g. a token being rotated) is retried as well.
+	r.FailNext(2, codes.Unauthenticated)
+	emitN(t, ctx, s, acks, 5, 10)
+	if _, err := r.WaitLogs(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	checkAcksInOrder(t, acks.waitN(t, ctx, 10), 10)
+}
+
+// TestSinkInvalidArgument: a record the collector refuses as invalid is found
+// by splitting the batch, dropped with an error log and acknowledged; the
+// others are delivered.
+func TestSinkInvalidArgument(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 4, BatchTimeout: time.Hour})
+	acks := &ackLog{}
+	// [0 1 2 3] fails, [0 1] fails, [0] fails: record 0 is rejected.
+	r.FailNext(3, codes.InvalidArgument)
+	emitN(t, ctx, s, acks, 0, 4)
+	checkAcksInOrder(t, acks.waitN(t, ctx, 4), 4)
+	if got := bodies(r.Logs()); strings.Join(got, ",") != "event 1,event 2,event 3" {
+		t.Errorf("delivered %v", got)
+	}
+	if st := s.Stats(); st.Rejected != 1 || st.Exported != 3 || st.FailedAttempts != 3 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestSinkPartialSuccess(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 2, BatchTimeout: time.Hour})
+	acks := &ackLog{}
+	r.PartialSuccessNext(1, "too old")
+	emitN(t, ctx, s, acks, 0, 2)
+	checkAcksInOrder(t, acks.waitN(t, ctx, 2), 2)
+	if n := len(r.Requests()); n != 1 {
+		t.Errorf("%d requests; a partial success must not be retried", n)
+	}
+	if st := s.Stats(); st.FailedAttempts != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// TestSinkBackpressure: with the collector down, Emit blocks once QueueSize
+// records are unacknowledged, and resumes when the collector is back.
+func TestSinkBackpressure(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 30*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, QueueSize: 5, BatchSize: 2, BatchTimeout: 10 * time.Millisecond})
+	acks := &ackLog{}
+	r.Stop()
+
+	emitN(t, ctx, s, acks, 0, 5)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := s.Emit(short, record(99), acks.fn(99))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Emit on a full queue = %v, want DeadlineExceeded", err)
+	}
+	if st := s.Stats(); st.QueueDepth != 5 || st.QueueCapacity != 5 {
+		t.Errorf("stats = %+v", st)
+	}
+
+	emitted := make(chan error, 1)
+	go func() { emitted <- s.Emit(ctx, record(5), acks.fn(5)) }()
+	select {
+	case err := <-emitted:
+		t.Fatalf("Emit returned %v while the queue is full", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-emitted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Emit still blocked after the collector came back")
+	}
+	logs, err := r.WaitLogs(ctx, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAllOnce(t, logs, 6)
+	checkAcksInOrder(t, acks.waitN(t, ctx, 6), 6)
+}
+
+func TestSinkShutdownFlushes(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 100, BatchTimeout: time.Hour})
+	acks := &ackLog{}
+	emitN(t, ctx, s, acks, 0, 7)
+	if n := len(r.Logs()); n != 0 {
+		t.Fatalf("%d records exported before the batch was due", n)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkAllOnce(t, r.Logs(), 7)
+	checkAcksInOrder(t, acks.get(), 7)
+	if err := s.Emit(ctx, record(7), nil); !errors.Is(err, ErrSinkClosed) {
+		t.Fatalf("Emit after Shutdown = %v", err)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown = %v", err)
+	}
+}
+
+// TestSinkShutdownDeadline: with the collector down, Shutdown gives up at its
+// deadline, reports what was not delivered, acknowledges nothing and
+// unblocks waiting emitters.
+func TestSinkShutdownDeadline(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, QueueSize: 3, BatchTimeout: 10 * time.Millisecond})
+	acks := &ackLog{}
+	r.Stop()
+	emitN(t, ctx, s, acks, 0, 3)
+	blocked := make(chan error, 1)
+	go func() { blocked <- s.Emit(ctx, record(3), acks.fn(3)) }()
+
+	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Shutdown(sctx)
+	if err == nil || !strings.Contains(err.Error(), "3 records not delivered") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	if err := <-blocked; !errors.Is(err, ErrSinkClosed) {
+		t.Errorf("blocked Emit = %v, want ErrSinkClosed", err)
+	}
+	if n := len(acks.get()); n != 0 {
+		t.Errorf("%d acks for undelivered records", n)
+	}
+}
+
+func TestSinkForceFlush(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	s := newSink(t, Config{Endpoint: r.Addr(), Insecure: true, BatchSize: 100, BatchTimeout: time.Hour})
+	acks := &ackLog{}
+	emitN(t, ctx, s, acks, 0, 3)
+	if err := s.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkAcksInOrder(t, acks.get(), 3)
+	checkAllOnce(t, r.Logs(), 3)
+	// Nothing queued: returns at once.
+	if err := s.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTraceExporter(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	exp, err := NewTraceExporter(ctx, Config{
+		Endpoint: r.Addr(), Insecure: true, Compression: "gzip",
+		Headers: map[string]string{"authorization": "Bearer ${T}"},
+		LookupEnv: func(k string) (string, bool) {
+			return "tok", k == "T"
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithResource(testResource))
+	_, span := tp.Tracer("test").Start(ctx, "Deployment web")
+	span.End()
+	if err := tp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spans, err := r.WaitSpans(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spans[0].Span.GetName() != "Deployment web" {
+		t.Errorf("span = %v", spans[0].Span)
+	}
+	req := r.Requests()[0]
+	if req.Compression != "gzip" || req.Header("authorization") != "Bearer tok" || req.Signal != otlpreceiver.SignalTraces {
+		t.Errorf("request = %+v", req)
+	}
+
+	// One attempt per export: a failure is returned, not retried inside.
+	exp2, err := NewTraceExporter(ctx, Config{Endpoint: r.Addr(), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp2.Shutdown(ctx)
+	r.FailNext(1, codes.Unavailable)
+	stub := tracetestSpan(t)
+	start := time.Now()
+	if err := exp2.ExportSpans(ctx, stub); err == nil {
+		t.Fatal("injected failure not reported")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("failed export took %v; the exporter seems to retry", d)
+	}
+}
+
+// tracetestSpan returns one ended span.
+func tracetestSpan(t *testing.T) []sdktrace.ReadOnlySpan {
+	t.Helper()
+	rec := &spanRecorder{}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(rec))
+	_, span := tp.Tracer("test").Start(context.Background(), "x")
+	span.End()
+	_ = tp.Shutdown(context.Background())
+	return rec.spans
+}
+
+type spanRecorder struct{ spans []sdktrace.ReadOnlySpan }
+
+func (r *spanRecorder) ExportSpans(_ context.Context, s []sdktrace.ReadOnlySpan) error {
+	r.spans = append(r.spans, s...)
+	return nil
+}
+func (r *spanRecorder) Shutdown(context.Context) error { return nil }
+
+func TestNewExporterValidates(t *testing.T) {
+	if _, err := NewLogExporter(context.Background(), Config{Compression: "lz4"}); err == nil || !strings.Contains(err.Error(), "Compression") {
+		t.Fatalf("NewLogExporter = %v", err)
+	}
+	if _, err := NewTraceExporter(context.Background(), Config{Endpoint: "grpc://x:1"}); err == nil || !strings.Contains(err.Error(), "Endpoint") {
+		t.Fatalf("NewTraceExporter = %v", err)
+	}
+	dir := t.TempDir()
+	bad := dir + "/ca.pem"
+	if err := os.WriteFile(bad, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLogExporter(context.Background(), Config{CAFile: bad}); err == nil || !strings.Contains(err.Error(), "CAFile") {
+		t.Fatalf("NewLogExporter with a bad CA = %v", err)
+	}
+}
