@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TOOLS := test/cluster/tools
-CLUSTER_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok
+CLUSTER_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/kubectl
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 RECORDING ?= examples/recordings/rollout.jsonl
 TEST_TIMEOUT ?= 30m
@@ -50,11 +50,11 @@ fmt:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFromEvent -fuzztime 30s ./convert/
 
-## cluster-bins: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from their Go modules
+## cluster-bins: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and kubectl from their Go modules
 cluster-bins: $(CLUSTER_BINS)
 
 # Rebuilt only when the pinned versions change (test/cluster/tools/go.mod, go.sum).
-$(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler: $(TOOLS)/go.mod $(TOOLS)/go.sum
+$(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl: $(TOOLS)/go.mod $(TOOLS)/go.sum
 	cd $(TOOLS) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
 
 $(BIN)/etcd: $(TOOLS)/go.mod $(TOOLS)/go.sum

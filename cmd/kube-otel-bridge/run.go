@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/resource"
+	eventsv1 "k8s.io/api/events/v1"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
+	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
+)
+
+// headerFlag collects repeatable --otlp-header k=v flags.
+type headerFlag map[string]string
+
+func (h headerFlag) String() string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k) // values may be secrets: never print them
+	}
+	return strings.Join(keys, ",")
+}
+
+func (h headerFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("want key=value, got %q", k)
+	}
+	h[strings.TrimSpace(k)] = val
+	return nil
+}
+
+// runOptions are the run command's settings.
+type runOptions struct {
+	kubeconfig      string
+	clusterName     string
+	serviceName     string
+	namespaces      string
+	excludeNS       string
+	eventsAPI       string
+	initialLookback time.Duration
+	tombstoneTTL    time.Duration
+	ownerWait       time.Duration
+	maxMessageBytes int
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+	kubeQPS         float64
+	kubeBurst       int
+	otlp            otlp.Config
+}
+
+func runFlags(o *runOptions) *flag.FlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&o.clusterName, "cluster-name", "", "k8s.cluster.name on every record and span")
+	fs.StringVar(&o.serviceName, "service-name", "", "service.name of the bridge's resource (default $OTEL_SERVICE_NAME, else kube-otel-bridge)")
+	fs.StringVar(&o.namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.StringVar(&o.excludeNS, "exclude-namespaces", "", "comma-separated namespaces to leave out")
+	fs.StringVar(&o.eventsAPI, "events-api", "", "events.k8s.io/v1 or v1 (default: events.k8s.io/v1 where served, else core v1)")
+	fs.DurationVar(&o.initialLookback, "initial-lookback", 0, "at start, also emit Events that happened up to this long ago")
+	fs.DurationVar(&o.tombstoneTTL, "tombstone-ttl", 10*time.Minute, "how long deleted objects still resolve owner chains")
+	fs.DurationVar(&o.ownerWait, "owner-wait", 2*time.Second, "how long an event may wait for its object to reach the cache")
+	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", convert.DefaultMaxMessageBytes, "longer event messages are truncated (marked k8s.event.message_truncated)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long to flush what is queued")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "json", "json or text")
+	fs.Float64Var(&o.kubeQPS, "kube-api-qps", 20, "API server request rate limit (lists and watches only; there is no GET per event)")
+	fs.IntVar(&o.kubeBurst, "kube-api-burst", 40, "API server request burst")
+	fs.StringVar(&o.otlp.Endpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port (default $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)")
+	fs.BoolVar(&o.otlp.Insecure, "otlp-insecure", false, "plaintext gRPC to the collector (default: TLS)")
+	fs.StringVar(&o.otlp.CAFile, "otlp-ca-file", "", "CA bundle that signs the collector's certificate")
+	fs.StringVar(&o.otlp.ClientCertFile, "otlp-client-cert", "", "client certificate for mTLS")
+	fs.StringVar(&o.otlp.ClientKeyFile, "otlp-client-key", "", "client key for mTLS")
+	o.otlp.Headers = map[string]string{}
+	fs.Var(headerFlag(o.otlp.Headers), "otlp-header", "gRPC header key=value sent to the collector, repeatable; ${ENV} in values is expanded (keep secrets in env)")
+	fs.StringVar(&o.otlp.Compression, "otlp-compression", "", "gzip or none (default $OTEL_EXPORTER_OTLP_COMPRESSION, else none)")
+	fs.DurationVar(&o.otlp.Timeout, "otlp-timeout", 10*time.Second, "timeout of one export request")
+	return fs
+}
+
+func (o *runOptions) validate() error {
+	if len(o.otlp.Headers) == 0 {
+		o.otlp.Headers = nil
+	}
+	if err := o.otlp.Validate(); err != nil {
+		return err
+	}
+	if o.maxMessageBytes <= 0 {
+		return fmt.Errorf("--max-message-bytes must be positive, got %d", o.maxMessageBytes)
+	}
+	if o.shutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
+	}
+	return nil
+}
+
+func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	var o runOptions
+	fs := runFlags(&o)
+	fs.SetOutput(stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	kube, err := loadKube(o.kubeconfig, float32(o.kubeQPS), o.kubeBurst)
+	if err != nil {
+		return err
+	}
+	uid, err := clusterUID(ctx, kube.client)
+	if err != nil {
+		log.Warn("k8s.cluster.uid left out", "err", err)
+	}
+	res, err := bridgeResource(o.serviceName, o.clusterName, uid)
+	if err != nil {
+		return err
+	}
+	exp, err := otlp.NewLogExporter(ctx, o.otlp)
+	if err != nil {
+		return err
+	}
+	sink := otlp.NewLogSink(exp, res, o.otlp, log.With("output", "otlp-logs"))
+
+	// Reading stops on SIGTERM (ctx); the sink then flushes with its own deadline.
+	objects, err := watch.NewObjectCache(watch.CacheOptions{
+		TombstoneTTL: o.tombstoneTTL, Namespaces: watch.SplitList(o.namespaces), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	handler := func(ctx context.Context, _ *eventsv1.Event, occ *convert.Occurrence) error {
+		return sink.Emit(ctx, convert.LogRecord(occ), func() {})
+	}
+	src, err := watch.NewEventSource(kube.client, objects, handler, watch.SourceOptions{
+		Namespaces:        watch.SplitList(o.namespaces),
+		ExcludeNamespaces: watch.SplitList(o.excludeNS),
+		API:               o.eventsAPI,
+		InitialLookback:   o.initialLookback,
+		OwnerWait:         o.ownerWait,
+		Convert:           convert.Options{MaxMessageBytes: o.maxMessageBytes},
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := objects.Start(ctx, kube.metadata); err != nil {
+		return err
+	}
+	if !objects.WaitForSync(ctx) {
+		return shutdown(sink, o.shutdownTimeout, errors.New("object caches did not sync before shutdown"))
+	}
+	if err := src.Start(ctx); err != nil {
+		return shutdown(sink, o.shutdownTimeout, err)
+	}
+	if !src.WaitForSync(ctx) {
+		return shutdown(sink, o.shutdownTimeout, errors.New("event informer did not sync before shutdown"))
+	}
+	log.Info("watching events", "api", src.API(), "objects", objects.Len(), "cluster", o.clusterName, "version", version)
+	src.Run(ctx)
+	log.Info("stopping: flushing queued records", "timeout", o.shutdownTimeout)
+	return shutdown(sink, o.shutdownTimeout, nil)
+}
+
+func shutdown(sink *otlp.LogSink, timeout time.Duration, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := sink.Shutdown(ctx); err != nil {
+		return errors.Join(cause, fmt.Errorf("flush: %w", err))
+	}
+	return cause
+}
+
+// bridgeResource is the OTLP resource of the bridge's records: the standard
+// OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, overridden by the flags.
+func bridgeResource(serviceName, clusterName, clusterUID string) (*resource.Resource, error) {
+	if serviceName == "" {
+		serviceName = os.Getenv("OTEL_SERVICE_NAME")
+	}
+	ours := resource.NewSchemaless(convert.Resource(serviceName, clusterName, clusterUID)...)
+	res, err := resource.Merge(resource.Environment(), ours)
+	if err != nil {
+		return nil, fmt.Errorf("resource: %w", err)
+	}
+	return resource.Merge(resource.Default(), res)
+}

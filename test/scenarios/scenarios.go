@@ -1,0 +1,156 @@
+// Package scenarios drives a cluster through the situations the bridge must
+// explain: rollouts, crash loops, unschedulable pods, CronJobs, StatefulSet
+// updates. Tests use them against the mini cluster, and `go run
+// ./test/scenarios/cmd/capture` records them into examples/recordings/.
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Scenario is one situation played in a namespace; it returns when the
+// cluster has settled (or ctx ends).
+type Scenario struct {
+	Name        string
+	Description string
+	Play        func(ctx context.Context, cs kubernetes.Interface, ns string) error
+}
+
+// All lists the scenarios by name.
+var All = []Scenario{
+	{"rollout", "a 3-replica Deployment is created, then rolled to a new image", Rollout},
+	{"crashloop", "a pod whose container keeps crashing (BackOff repeats)", CrashLoop},
+	{"unschedulable", "a pod asking for more CPU than any node has (FailedScheduling)", Unschedulable},
+}
+
+// Find returns the scenario with the name.
+func Find(name string) (Scenario, bool) {
+	for _, s := range All {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+func labels(app string) map[string]string { return map[string]string{"app": app} }
+
+// Deployment returns a Deployment of replicas pods running image.
+func Deployment(name, image string, replicas int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels(name)},
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels(name)},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
+			},
+		},
+	}
+}
+
+// WaitDeploymentComplete waits until the Deployment's newest generation is
+// fully rolled out and available, and its old pods are gone.
+func WaitDeploymentComplete(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		s := d.Status
+		if s.ObservedGeneration < d.Generation || s.UpdatedReplicas != want || s.Replicas != want || s.AvailableReplicas != want {
+			return false, nil
+		}
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		return err == nil && len(pods.Items) == int(want), nil
+	})
+}
+
+// Rollout creates a 3-replica Deployment, waits for it, then changes its
+// image and waits for the rolling update to finish.
+func Rollout(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	d := Deployment("web", "nginx:1.27", 3)
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create deployment: %w", err)
+	}
+	if err := WaitDeploymentComplete(ctx, cs, ns, "web"); err != nil {
+		return fmt.Errorf("deployment web not available: %w", err)
+	}
+	patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.28"}]}}}}`)
+	if _, err := cs.AppsV1().Deployments(ns).Patch(ctx, "web", "application/strategic-merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("update image: %w", err)
+	}
+	if err := WaitDeploymentComplete(ctx, cs, ns, "web"); err != nil {
+		return fmt.Errorf("rolling update of web did not finish: %w", err)
+	}
+	return nil
+}
+
+// CrashLoop runs a one-replica Deployment whose container crashes and is
+// backed off repeatedly, for a few seconds.
+func CrashLoop(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	d := Deployment("worker", "busybox:1.36", 1)
+	d.Spec.Template.Annotations = map[string]string{
+		"fake.kube-otel-bridge.io/failure":         "crash-loop",
+		"fake.kube-otel-bridge.io/repeat-interval": "500ms",
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create deployment: %w", err)
+	}
+	return waitEvent(ctx, cs, ns, "BackOff", 5)
+}
+
+// Unschedulable creates a pod no node can hold; the scheduler reports
+// FailedScheduling (as an events.k8s.io series).
+func Unschedulable(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "huge"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "huge", Image: "app:1",
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1000")}},
+		}}},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create pod: %w", err)
+	}
+	return waitEvent(ctx, cs, ns, "FailedScheduling", 1)
+}
+
+// waitEvent waits until an Event with the reason has reached count.
+func waitEvent(ctx context.Context, cs kubernetes.Interface, ns, reason string, count int32) error {
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		l, err := cs.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, e := range l.Items {
+			c := e.DeprecatedCount
+			if e.Series != nil {
+				c = e.Series.Count
+			}
+			if e.Reason == reason && max(c, 1) >= count {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no %s event with count %d: %w", reason, count, err)
+	}
+	return nil
+}

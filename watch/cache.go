@@ -1,0 +1,352 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+)
+
+// TraceparentAnnotation on a root object makes that W3C context the parent of
+// the object's episodes (a CI/CD pipeline continuing into a rollout).
+const TraceparentAnnotation = "kube-otel-bridge.io/traceparent"
+
+// watchedKind is one kind the slim cache follows with a metadata-only informer.
+type watchedKind struct {
+	gvr        schema.GroupVersionResource
+	kind       string
+	apiVersion string
+}
+
+// WatchedKinds are the kinds whose owner chains the cache can resolve.
+var WatchedKinds = []watchedKind{
+	{schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "Pod", "v1"},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}, "ReplicaSet", "apps/v1"},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, "Deployment", "apps/v1"},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}, "StatefulSet", "apps/v1"},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, "DaemonSet", "apps/v1"},
+	{schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}, "Job", "batch/v1"},
+	{schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}, "CronJob", "batch/v1"},
+	{schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, "Node", "v1"},
+}
+
+func isWatchedKind(kind string) bool {
+	for _, k := range WatchedKinds {
+		if k.kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// CacheOptions configure an ObjectCache.
+type CacheOptions struct {
+	// TombstoneTTL is how long a deleted object is kept so that late events
+	// about it still resolve (default 10m).
+	TombstoneTTL time.Duration
+	// Namespaces limits the namespaced informers (nil: all namespaces).
+	Namespaces []string
+	Logger     *slog.Logger
+	// Now is the clock (default time.Now); replay injects a virtual one.
+	Now func() time.Time
+	// OnChange, if set, is called after an object is added, changed or
+	// deleted (with Deleted set); recorders use it. It must not block.
+	OnChange func(o *Object)
+}
+
+// Validate reports whether the options are usable.
+func (o CacheOptions) Validate() error {
+	if o.TombstoneTTL < 0 {
+		return fmt.Errorf("tombstone TTL must not be negative, got %s", o.TombstoneTTL)
+	}
+	return nil
+}
+
+// ObjectCache is the slim object cache: per UID only what owner chains and
+// rollouts need, fed by metadata-only informers (or by a recording), with
+// tombstones for deleted objects.
+type ObjectCache struct {
+	opts CacheOptions
+
+	mu        sync.RWMutex
+	byUID     map[string]*Object
+	nodeNames map[string]string // node name → UID (kubelets name nodes by name in UIDs)
+
+	informers []cache.SharedIndexInformer
+}
+
+// NewObjectCache returns an empty cache; Start attaches it to a cluster.
+func NewObjectCache(opts CacheOptions) (*ObjectCache, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("object cache: %w", err)
+	}
+	if opts.TombstoneTTL == 0 {
+		opts.TombstoneTTL = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &ObjectCache{opts: opts, byUID: map[string]*Object{}, nodeNames: map[string]string{}}, nil
+}
+
+// Start creates the metadata informers and starts them; use WaitForSync.
+func (c *ObjectCache) Start(ctx context.Context, client metadata.Interface) error {
+	namespaces := c.opts.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, k := range WatchedKinds {
+		nss := namespaces
+		if k.kind == "Node" {
+			nss = []string{metav1.NamespaceAll}
+		}
+		for _, ns := range nss {
+			inf := metadatainformer.NewFilteredMetadataInformer(client, k.gvr, ns, 0, cache.Indexers{}, nil).Informer()
+			if err := inf.SetTransform(slimMetadata); err != nil {
+				return fmt.Errorf("object cache: %w", err)
+			}
+			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(obj any) { c.observe(k, obj) },
+				UpdateFunc: func(_, obj any) { c.observe(k, obj) },
+				DeleteFunc: func(obj any) { c.observeDelete(obj) },
+			}); err != nil {
+				return fmt.Errorf("object cache: %w", err)
+			}
+			c.informers = append(c.informers, inf)
+			go inf.Run(ctx.Done())
+		}
+	}
+	go c.collect(ctx)
+	return nil
+}
+
+// WaitForSync waits until every informer has listed.
+func (c *ObjectCache) WaitForSync(ctx context.Context) bool {
+	syncs := make([]cache.InformerSynced, 0, len(c.informers))
+	for _, inf := range c.informers {
+		syncs = append(syncs, inf.HasSynced)
+	}
+	return cache.WaitForCacheSync(ctx.Done(), syncs...)
+}
+
+// slimMetadata drops what the cache never reads before the informer stores
+// the object: managed fields, labels, annotations but the traceparent.
+func slimMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	tp := m.Annotations[TraceparentAnnotation]
+	m.ManagedFields = nil
+	m.Labels = nil
+	m.Annotations = nil
+	if tp != "" {
+		m.Annotations = map[string]string{TraceparentAnnotation: tp}
+	}
+	m.Finalizers = nil
+	return m, nil
+}
+
+func (c *ObjectCache) observe(k watchedKind, obj any) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	o := &Object{
+		UID:         string(m.UID),
+		APIVersion:  k.apiVersion,
+		Kind:        k.kind,
+		Namespace:   m.Namespace,
+		Name:        m.Name,
+		Generation:  m.Generation,
+		Traceparent: m.Annotations[TraceparentAnnotation],
+	}
+	if len(m.OwnerReferences) > 0 {
+		o.Owners = make([]OwnerRef, 0, len(m.OwnerReferences))
+		for _, r := range m.OwnerReferences {
+			o.Owners = append(o.Owners, OwnerRef{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: string(r.UID), Controller: r.Controller != nil && *r.Controller})
+		}
+	}
+	c.Upsert(o)
+}
+
+func (c *ObjectCache) observeDelete(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	c.MarkDeleted(string(m.UID), c.opts.Now())
+}
+
+// Upsert adds or replaces an object.
+func (c *ObjectCache) Upsert(o *Object) {
+	if o == nil || o.UID == "" {
+		return
+	}
+	c.mu.Lock()
+	c.byUID[o.UID] = o
+	if o.Kind == "Node" {
+		c.nodeNames[o.Name] = o.UID
+	}
+	c.mu.Unlock()
+	if c.opts.OnChange != nil {
+		c.opts.OnChange(o)
+	}
+}
+
+// MarkDeleted turns an object into a tombstone, kept for the TTL.
+func (c *ObjectCache) MarkDeleted(uid string, at time.Time) {
+	c.mu.Lock()
+	o, ok := c.byUID[uid]
+	if !ok || !o.Deleted.IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	cp := *o
+	cp.Deleted = at
+	c.byUID[uid] = &cp
+	c.mu.Unlock()
+	if c.opts.OnChange != nil {
+		c.opts.OnChange(&cp)
+	}
+}
+
+// Get returns the object with the UID, tombstones included. Objects are
+// never modified after insertion; callers must not modify them either.
+func (c *ObjectCache) Get(uid string) (*Object, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	o, ok := c.byUID[uid]
+	return o, ok
+}
+
+// Len is the number of objects and tombstones held.
+func (c *ObjectCache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byUID)
+}
+
+func (c *ObjectCache) lookup(r *convert.Ref) *Object {
+	if o, ok := c.byUID[r.UID]; ok {
+		return o
+	}
+	if r.Kind == "Node" {
+		if uid, ok := c.nodeNames[r.Name]; ok {
+			return c.byUID[uid]
+		}
+	}
+	return nil
+}
+
+// maxChain bounds owner chains; real ones have at most 4 links.
+const maxChain = 16
+
+// Chain appends to chain (which holds the regarding object as its first
+// element) the owners of that object up to the root, following controller
+// owner references (else the first owner) by UID. known is false when the
+// regarding object is of a watched kind but not (yet) in the cache, so the
+// caller may wait for the informer to catch up. An owner cycle ends the chain
+// at the first repeated UID.
+func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool) {
+	if len(chain) == 0 {
+		return chain, true
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	cur := c.lookup(&chain[0])
+	if cur == nil {
+		return chain, chain[0].Kind == "" || !isWatchedKind(chain[0].Kind) || chain[0].UID == ""
+	}
+	if chain[0].UID == "" || chain[0].UID != cur.UID {
+		// e.g. a kubelet's node event names the node by name in the UID field.
+		chain[0].UID = cur.UID
+	}
+	for len(chain) < maxChain {
+		owner := controllerOf(cur)
+		if owner == nil {
+			break
+		}
+		if seen(chain, owner.UID) {
+			break
+		}
+		ref := convert.Ref{Kind: owner.Kind, APIVersion: owner.APIVersion, Name: owner.Name, UID: owner.UID, Namespace: cur.Namespace}
+		next, ok := c.byUID[owner.UID]
+		if ok {
+			ref.Namespace = next.Namespace
+		}
+		chain = append(chain, ref)
+		if !ok {
+			break
+		}
+		cur = next
+	}
+	return chain, true
+}
+
+func seen(chain []convert.Ref, uid string) bool {
+	for i := range chain {
+		if chain[i].UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+func controllerOf(o *Object) *OwnerRef {
+	for i := range o.Owners {
+		if o.Owners[i].Controller {
+			return &o.Owners[i]
+		}
+	}
+	if len(o.Owners) > 0 {
+		return &o.Owners[0]
+	}
+	return nil
+}
+
+// collect removes tombstones older than the TTL, once a minute.
+func (c *ObjectCache) collect(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Collect(c.opts.Now())
+		}
+	}
+}
+
+// Collect removes tombstones older than the TTL at now.
+func (c *ObjectCache) Collect(now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for uid, o := range c.byUID {
+		if !o.Deleted.IsZero() && now.Sub(o.Deleted) > c.opts.TombstoneTTL {
+			delete(c.byUID, uid)
+			if o.Kind == "Node" && c.nodeNames[o.Name] == uid {
+				delete(c.nodeNames, o.Name)
+			}
+			n++
+		}
+	}
+	return n
+}

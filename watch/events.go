@@ -1,0 +1,322 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+)
+
+// Handler receives each occurrence once, in the order the source saw them.
+// It may block (backpressure); an error is logged and the occurrence counted
+// as failed by the caller's metrics, never silently dropped.
+// ev is the Event object as last seen (read-only), for recorders.
+type Handler func(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) error
+
+// SourceOptions configure an EventSource.
+type SourceOptions struct {
+	// Namespaces to watch (nil: all); ExcludeNamespaces are left out.
+	Namespaces        []string
+	ExcludeNamespaces []string
+	// API is "events.k8s.io/v1", "v1" (core), or "" to prefer events.k8s.io/v1
+	// and fall back to core/v1 where the group is not served.
+	API string
+	// InitialLookback: Events already in the API server when the source
+	// starts are emitted only if their latest occurrence is at most this old;
+	// older ones are the baseline (the checkpoint replaces this later).
+	InitialLookback time.Duration
+	// OwnerWait is how long an occurrence may wait for the object it is about
+	// to reach the object cache (informers race each other), default 2s.
+	OwnerWait time.Duration
+	// QueueSize bounds the events handed from the informer to the worker.
+	QueueSize int
+	Convert   convert.Options
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Validate reports whether the options are usable.
+func (o SourceOptions) Validate() error {
+	switch o.API {
+	case "", "events.k8s.io/v1", "v1":
+	default:
+		return fmt.Errorf("api must be events.k8s.io/v1 or v1, got %q", o.API)
+	}
+	if o.InitialLookback < 0 || o.OwnerWait < 0 || o.QueueSize < 0 {
+		return errors.New("initial lookback, owner wait and queue size must not be negative")
+	}
+	for _, ns := range o.ExcludeNamespaces {
+		for _, inc := range o.Namespaces {
+			if ns == inc {
+				return fmt.Errorf("namespace %q is both included and excluded", ns)
+			}
+		}
+	}
+	return o.Convert.Validate()
+}
+
+// EventSource watches Events and hands each new occurrence, with its owner
+// chain resolved through the object cache, to a Handler.
+type EventSource struct {
+	opts    SourceOptions
+	client  kubernetes.Interface
+	objects *ObjectCache
+	dedup   *Dedup
+	handle  Handler
+	start   time.Time
+
+	queue     chan observed
+	informers []cache.SharedIndexInformer
+	api       string
+}
+
+type observed struct {
+	ev      *eventsv1.Event
+	at      time.Time
+	initial bool
+}
+
+// NewEventSource returns a source; Run starts it.
+func NewEventSource(client kubernetes.Interface, objects *ObjectCache, handle Handler, opts SourceOptions) (*EventSource, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("event source: %w", err)
+	}
+	if opts.OwnerWait == 0 {
+		opts.OwnerWait = 2 * time.Second
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &EventSource{
+		opts: opts, client: client, objects: objects, handle: handle, dedup: NewDedup(),
+		queue: make(chan observed, opts.QueueSize),
+	}, nil
+}
+
+// API reports which Events API the source watches (after Start).
+func (s *EventSource) API() string { return s.api }
+
+// Start picks the API, creates the informers and starts them.
+func (s *EventSource) Start(ctx context.Context) error {
+	s.start = s.opts.Now()
+	s.api = s.opts.API
+	if s.api == "" {
+		s.api = "events.k8s.io/v1"
+		if _, err := s.client.Discovery().ServerResourcesForGroupVersion("events.k8s.io/v1"); err != nil {
+			s.opts.Logger.Info("events.k8s.io/v1 not served, watching core/v1 Events", "err", err)
+			s.api = "v1"
+		}
+	}
+	namespaces := s.opts.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	// Excluded namespaces are filtered by the API server, not here.
+	var exclude []fields.Selector
+	for _, ns := range s.opts.ExcludeNamespaces {
+		exclude = append(exclude, fields.OneTermNotEqualSelector("metadata.namespace", ns))
+	}
+	tweak := func(o *metav1.ListOptions) {
+		if len(exclude) > 0 {
+			o.FieldSelector = fields.AndSelectors(exclude...).String()
+		}
+	}
+	for _, ns := range namespaces {
+		f := informers.NewSharedInformerFactoryWithOptions(s.client, 0,
+			informers.WithNamespace(ns), informers.WithTweakListOptions(tweak),
+			informers.WithTransform(slimEvent))
+		var inf cache.SharedIndexInformer
+		if s.api == "v1" {
+			inf = f.Core().V1().Events().Informer()
+		} else {
+			inf = f.Events().V1().Events().Informer()
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+			AddFunc:    func(obj any, initial bool) { s.enqueue(ctx, obj, initial) },
+			UpdateFunc: func(_, obj any) { s.enqueue(ctx, obj, false) },
+			DeleteFunc: s.forget,
+		}); err != nil {
+			return fmt.Errorf("event source: %w", err)
+		}
+		s.informers = append(s.informers, inf)
+		f.Start(ctx.Done())
+	}
+	return nil
+}
+
+// WaitForSync waits until the Event informers have listed.
+func (s *EventSource) WaitForSync(ctx context.Context) bool {
+	syncs := make([]cache.InformerSynced, 0, len(s.informers))
+	for _, inf := range s.informers {
+		syncs = append(syncs, inf.HasSynced)
+	}
+	return cache.WaitForCacheSync(ctx.Done(), syncs...)
+}
+
+// slimEvent drops managed fields before the informer stores the Event.
+func slimEvent(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+func toEventsV1(obj any) *eventsv1.Event {
+	switch e := obj.(type) {
+	case *eventsv1.Event:
+		return e
+	case *corev1.Event:
+		return FromCoreEvent(e)
+	}
+	return nil
+}
+
+func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
+	ev := toEventsV1(obj)
+	if ev == nil {
+		return
+	}
+	select {
+	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial}:
+	case <-ctx.Done():
+	}
+}
+
+func (s *EventSource) forget(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if m, ok := obj.(metav1.Object); ok {
+		s.dedup.Forget(string(m.GetUID()))
+	}
+}
+
+type pending struct {
+	ev       *eventsv1.Event
+	occ      convert.Occurrence
+	deadline time.Time
+}
+
+// Run processes events until ctx ends: dedup, convert, resolve owners, hand
+// to the handler. It returns when ctx is done.
+func (s *EventSource) Run(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var held []pending
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ob := <-s.queue:
+			held = s.process(ctx, ob, held)
+		case <-tick.C:
+			held = s.retry(ctx, held, false)
+		}
+	}
+}
+
+func (s *EventSource) process(ctx context.Context, ob observed, held []pending) []pending {
+	if ob.initial {
+		if t := convert.OccurrenceTime(ob.ev); t.Before(s.start.Add(-s.opts.InitialLookback)) {
+			s.dedup.Baseline(string(ob.ev.UID), convert.EventCount(ob.ev))
+			return held
+		}
+	}
+	occs, err := Occurrences(s.dedup, ob.ev, ob.at, s.opts.Convert)
+	if err != nil {
+		s.opts.Logger.Error("cannot convert event", "err", err)
+		return held
+	}
+	for i := range occs {
+		o := &occs[i]
+		chain, known := s.objects.Chain(o.Chain)
+		o.Chain = chain
+		if !known {
+			held = append(held, pending{ev: ob.ev, occ: *o, deadline: ob.at.Add(s.opts.OwnerWait)})
+			continue
+		}
+		s.deliver(ctx, ob.ev, o)
+	}
+	return held
+}
+
+// retry resolves held occurrences again; past their deadline (or when force)
+// they go out with the chain known so far.
+func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []pending {
+	now := s.opts.Now()
+	kept := held[:0]
+	for _, p := range held {
+		chain, known := s.objects.Chain(p.occ.Chain[:1])
+		p.occ.Chain = chain
+		if known || force || now.After(p.deadline) {
+			if !known {
+				s.opts.Logger.Debug("owner not in cache, emitting without owner chain",
+					"kind", p.occ.Regarding.Kind, "name", p.occ.Regarding.Name, "namespace", p.occ.Regarding.Namespace)
+			}
+			s.deliver(ctx, p.ev, &p.occ)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
+}
+
+func (s *EventSource) deliver(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) {
+	if err := s.handle(ctx, ev, o); err != nil && ctx.Err() == nil {
+		s.opts.Logger.Error("occurrence not delivered", "event", o.EventName, "namespace", o.Namespace, "count", o.Count, "err", err)
+	}
+}
+
+// FromCoreEvent converts a core/v1 Event into its events.k8s.io/v1 form, the
+// same mapping the API server applies.
+func FromCoreEvent(e *corev1.Event) *eventsv1.Event {
+	out := &eventsv1.Event{
+		ObjectMeta:               e.ObjectMeta,
+		EventTime:                e.EventTime,
+		ReportingController:      e.ReportingController,
+		ReportingInstance:        e.ReportingInstance,
+		Action:                   e.Action,
+		Reason:                   e.Reason,
+		Regarding:                e.InvolvedObject,
+		Related:                  e.Related,
+		Note:                     e.Message,
+		Type:                     e.Type,
+		DeprecatedSource:         e.Source,
+		DeprecatedFirstTimestamp: e.FirstTimestamp,
+		DeprecatedLastTimestamp:  e.LastTimestamp,
+		DeprecatedCount:          e.Count,
+	}
+	if e.Series != nil {
+		out.Series = &eventsv1.EventSeries{Count: e.Series.Count, LastObservedTime: e.Series.LastObservedTime}
+	}
+	return out
+}
+
+// SplitList splits a comma-separated flag value, dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
