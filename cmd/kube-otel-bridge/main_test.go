@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := mainErr([]string{"version"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.HasPrefix(out.String(), "kube-otel-bridge ") || !strings.Contains(out.String(), "go1.") {
+		t.Errorf("version output %q", out.String())
+	}
+}
+
+// The README's first command (`make run`) replays the bundled recording.
+func TestReplayBundledRecordingShowsPodEvents(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := mainErr([]string{"replay", "../../examples/recordings/rollout.jsonl", "--output", "tree"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := out.String()
+	for _, want := range []string{"Deployment ", "ReplicaSet ", "Pod ", "ScalingReplicaSet", "SuccessfulCreate", "Scheduled", "Pulling", "Started", "Killing"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("replay output lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+func TestReplayJSONIsDeterministic(t *testing.T) {
+	run := func() string {
+		var out, errb bytes.Buffer
+		if code := mainErr([]string{"replay", "--output", "json", "../../examples/recordings/rollout.jsonl"}, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		return out.String()
+	}
+	a, b := run(), run()
+	if a != b || a == "" {
+		t.Fatalf("two replays differ or are empty")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"replay"},
+		{"replay", "x.jsonl", "--output", "yaml"},
+		{"replay", "/nonexistent.jsonl"},
+		{"run", "--otlp-compression", "zstd"},
+		{"run", "--otlp-client-cert", "/tmp/x.crt"},
+		{"run", "--otlp-header", "novalue"},
+		{"run", "--max-message-bytes", "0"},
+		{"record"},
+	} {
+		var out, errb bytes.Buffer
+		if code := mainErr(args, &out, &errb); code == 0 {
+			t.Errorf("%v: exit 0, want an error", args)
+		} else if errb.Len() == 0 {
+			t.Errorf("%v: no message on stderr", args)
+		}
+	}
+}
