@@ -1,24 +1,29 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/stdout"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
 
-func replayCmd(args []string, stdout, stderr io.Writer) error {
+func replayCmd(args []string, w, stderr io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	output := fs.String("output", "tree", "tree (readable, grouped by owner chain) or json (one occurrence per line)")
+	output := fs.String("output", "tree", "tree (a waterfall per trace) or json (one span per line, deterministic)")
 	maxMsg := fs.Int("max-message-bytes", convert.DefaultMaxMessageBytes, "longer event messages are truncated")
+	cluster := fs.String("cluster-name", "", "cluster name (part of every trace ID)")
+	idle := fs.Duration("episode-idle", 2*time.Minute, "an episode closes after this long without occurrences")
+	maxDur := fs.Duration("episode-max", time.Hour, "an episode closes at this age")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kube-otel-bridge replay FILE [--output tree|json]")
 		fs.PrintDefaults()
@@ -50,202 +55,85 @@ func replayCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	occs, err := replay(entries, convert.Options{MaxMessageBytes: *maxMsg})
+	_, spans, err := replay(entries, replayOptions{
+		convert:   convert.Options{MaxMessageBytes: *maxMsg},
+		causality: causality.Config{ClusterName: *cluster, EpisodeIdle: *idle, EpisodeMax: *maxDur},
+	})
 	if err != nil {
 		return err
 	}
 	if *output == "json" {
-		return writeJSON(stdout, occs)
+		return stdout.JSON(w, spans)
 	}
-	return writeTree(stdout, occs)
+	return stdout.Tree(w, spans)
 }
 
-// replay runs the watch stage (dedup, owner chains) on a recording with a
-// virtual clock: the times written in the recording.
-func replay(entries []watch.Entry, opts convert.Options) ([]convert.Occurrence, error) {
+// replayOptions configure a replay.
+type replayOptions struct {
+	convert   convert.Options
+	causality causality.Config
+}
+
+// replay runs the same stages as the daemon (dedup, owner chains, causality)
+// on a recording with a virtual clock: the times written in the recording.
+// It returns the occurrences (with their trace and span IDs) and the spans.
+func replay(entries []watch.Entry, opts replayOptions) ([]convert.Occurrence, []causality.Span, error) {
 	var now time.Time
 	objects, err := watch.NewObjectCache(watch.CacheOptions{Now: func() time.Time { return now }})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	engine, err := causality.New(opts.causality)
+	if err != nil {
+		return nil, nil, err
+	}
+	var occs []convert.Occurrence
+	var spans []causality.Span
+	p := &pipeline{
+		objects: objects,
+		engine:  engine,
+		emitSpan: func(_ context.Context, s causality.Span) error {
+			spans = append(spans, s)
+			return nil
+		},
+		emitLog: func(_ context.Context, o *convert.Occurrence) error {
+			occs = append(occs, *o)
+			return nil
+		},
+	}
+	ctx := context.Background()
 	dedup := watch.NewDedup()
-	var out []convert.Occurrence
 	for _, e := range entries {
 		now = e.At
+		if err := p.advance(ctx, now); err != nil {
+			return nil, nil, err
+		}
 		switch {
 		case e.Object != nil && !e.Object.Deleted.IsZero():
 			if _, ok := objects.Get(e.Object.UID); !ok {
 				objects.Upsert(e.Object)
 			}
 			objects.MarkDeleted(e.Object.UID, e.Object.Deleted)
+			if err := p.deleted(ctx, e.Object); err != nil {
+				return nil, nil, err
+			}
 		case e.Object != nil:
 			objects.Upsert(e.Object)
 		case e.Event != nil:
-			occs, err := watch.Occurrences(dedup, e.Event, e.At, opts)
+			batch, err := watch.Occurrences(dedup, e.Event, e.At, opts.convert)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			for i := range occs {
-				occs[i].Chain, _ = objects.Chain(occs[i].Chain)
+			for i := range batch {
+				batch[i].Chain, _ = objects.Chain(batch[i].Chain)
+				if err := p.occurrence(ctx, &batch[i]); err != nil {
+					return nil, nil, err
+				}
 			}
-			out = append(out, occs...)
 		}
 	}
-	return out, nil
-}
-
-type jsonRef struct {
-	Kind      string `json:"kind,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name,omitempty"`
-	UID       string `json:"uid,omitempty"`
-}
-
-type jsonOccurrence struct {
-	Time      time.Time `json:"time"`
-	EventUID  string    `json:"eventUID"`
-	Count     int32     `json:"count"`
-	Type      string    `json:"type"`
-	Reason    string    `json:"reason"`
-	Note      string    `json:"note"`
-	Reporter  string    `json:"reporter,omitempty"`
-	Regarding jsonRef   `json:"regarding"`
-	Chain     []jsonRef `json:"chain"`
-}
-
-func writeJSON(w io.Writer, occs []convert.Occurrence) error {
-	enc := json.NewEncoder(w)
-	for i := range occs {
-		o := &occs[i]
-		j := jsonOccurrence{Time: o.Time, EventUID: o.EventUID, Count: o.Count, Type: o.Type, Reason: o.Reason, Note: o.Note,
-			Reporter: o.ReportingController, Regarding: ref(o.Regarding)}
-		for _, r := range o.Chain {
-			j.Chain = append(j.Chain, ref(r))
-		}
-		if err := enc.Encode(j); err != nil {
-			return err
-		}
+	if err := p.flush(ctx); err != nil {
+		return nil, nil, err
 	}
-	return nil
-}
-
-func ref(r convert.Ref) jsonRef {
-	return jsonRef{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, UID: r.UID}
-}
-
-// node is one object in the grouped view: its events and its owned objects.
-type node struct {
-	ref      convert.Ref
-	events   []*convert.Occurrence
-	children []*node
-	index    map[string]*node
-	first    time.Time
-}
-
-func (n *node) child(r convert.Ref, at time.Time) *node {
-	key := r.UID
-	if key == "" {
-		key = r.Kind + "/" + r.Namespace + "/" + r.Name
-	}
-	if c, ok := n.index[key]; ok {
-		return c
-	}
-	c := &node{ref: r, index: map[string]*node{}, first: at}
-	n.index[key] = c
-	n.children = append(n.children, c)
-	return c
-}
-
-// writeTree prints occurrences grouped by owner chain, root first, with times
-// relative to the root's first occurrence. (The span tree of the causality
-// engine will replace this view.)
-func writeTree(w io.Writer, occs []convert.Occurrence) error {
-	root := &node{index: map[string]*node{}}
-	sorted := make([]*convert.Occurrence, len(occs))
-	for i := range occs {
-		sorted[i] = &occs[i]
-	}
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Time.Before(sorted[j].Time) })
-	for _, o := range sorted {
-		n := root
-		for i := len(o.Chain) - 1; i >= 0; i-- {
-			n = n.child(o.Chain[i], o.Time)
-		}
-		n.events = append(n.events, o)
-	}
-	var b strings.Builder
-	for _, r := range root.children {
-		warnings := 0
-		total := countEvents(r, &warnings)
-		fmt.Fprintf(&b, "%s  (%d events, %d warnings)\n", label(r.ref), total, warnings)
-		printChildren(&b, r, "", r.first)
-		b.WriteString("\n")
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func countEvents(n *node, warnings *int) int {
-	total := len(n.events)
-	for _, e := range n.events {
-		if e.Type == "Warning" {
-			*warnings++
-		}
-	}
-	for _, c := range n.children {
-		total += countEvents(c, warnings)
-	}
-	return total
-}
-
-func label(r convert.Ref) string {
-	name := r.Name
-	if r.Namespace != "" {
-		name = r.Namespace + "/" + r.Name
-	}
-	if r.Kind == "" {
-		return "(no object) " + name
-	}
-	return r.Kind + " " + name
-}
-
-func printChildren(b *strings.Builder, n *node, indent string, t0 time.Time) {
-	type line struct {
-		at    time.Time
-		event *convert.Occurrence
-		child *node
-	}
-	var lines []line
-	for _, e := range n.events {
-		lines = append(lines, line{at: e.Time, event: e})
-	}
-	for _, c := range n.children {
-		lines = append(lines, line{at: c.first, child: c})
-	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
-	for i, l := range lines {
-		branch, next := "├─ ", "│  "
-		if i == len(lines)-1 {
-			branch, next = "└─ ", "   "
-		}
-		if l.child != nil {
-			fmt.Fprintf(b, "%s%s%s\n", indent, branch, label(l.child.ref))
-			printChildren(b, l.child, indent+next, t0)
-			continue
-		}
-		e := l.event
-		mark := " "
-		if e.Type == "Warning" {
-			mark = "!"
-		}
-		count := ""
-		if e.Count > 1 {
-			count = fmt.Sprintf(" (×%d)", e.Count)
-		}
-		note := strings.ReplaceAll(e.Note, "\n", " ")
-		if len(note) > 100 {
-			note = note[:97] + "..."
-		}
-		fmt.Fprintf(b, "%s%s%s+%7.3fs %s%s  %s\n", indent, branch, mark, e.Time.Sub(t0).Seconds(), e.Reason, count, note)
-	}
+	return occs, spans, nil
 }

@@ -1,0 +1,361 @@
+package causality
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+)
+
+// Config tunes the engine.
+type Config struct {
+	// ClusterName goes into every ID, so two clusters never share a trace.
+	ClusterName string
+	// EpisodeIdle closes an episode after this long without occurrences
+	// (default 2m); EpisodeMax closes it at this age (default 1h).
+	EpisodeIdle time.Duration
+	EpisodeMax  time.Duration
+	// MaxOpenEpisodes bounds memory: past it, the least recently active
+	// episode is closed early (default 10000).
+	MaxOpenEpisodes int
+	// MaxObjectsPerEpisode bounds one episode (default 5000): further objects
+	// hang under their owner without their own span bookkeeping... they are
+	// attached to the root.
+	MaxObjectsPerEpisode int
+	// BridgeService is the service.name of object and root spans.
+	BridgeService string
+	// MaxServices bounds the distinct reporting components used as
+	// service.name (default 64); others become "other".
+	MaxServices int
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	var errs []error
+	if c.EpisodeIdle < 0 {
+		errs = append(errs, fmt.Errorf("episode idle must not be negative, got %s", c.EpisodeIdle))
+	}
+	if c.EpisodeMax < 0 {
+		errs = append(errs, fmt.Errorf("episode max must not be negative, got %s", c.EpisodeMax))
+	}
+	if c.EpisodeIdle > 0 && c.EpisodeMax > 0 && c.EpisodeMax < c.EpisodeIdle {
+		errs = append(errs, fmt.Errorf("episode max (%s) must not be shorter than episode idle (%s)", c.EpisodeMax, c.EpisodeIdle))
+	}
+	if c.MaxOpenEpisodes < 0 || c.MaxObjectsPerEpisode < 0 || c.MaxServices < 0 {
+		errs = append(errs, errors.New("limits must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	if c.EpisodeIdle == 0 {
+		c.EpisodeIdle = 2 * time.Minute
+	}
+	if c.EpisodeMax == 0 {
+		c.EpisodeMax = time.Hour
+	}
+	if c.MaxOpenEpisodes == 0 {
+		c.MaxOpenEpisodes = 10000
+	}
+	if c.MaxObjectsPerEpisode == 0 {
+		c.MaxObjectsPerEpisode = 5000
+	}
+	if c.BridgeService == "" {
+		c.BridgeService = "kube-otel-bridge"
+	}
+	if c.MaxServices == 0 {
+		c.MaxServices = 64
+	}
+	return c
+}
+
+// Input is one occurrence with what the engine needs to know about its root.
+type Input struct {
+	Occ *convert.Occurrence
+	// Now is when the bridge saw the occurrence (the virtual clock).
+	Now time.Time
+	// RootGeneration is the root object's metadata.generation (0 unknown).
+	RootGeneration int64
+	// RootTraceparent is the root's W3C traceparent annotation, if any.
+	RootTraceparent string
+}
+
+// Stats count what the engine holds and did; the daemon turns them into metrics.
+type Stats struct {
+	OpenEpisodes     int
+	EpisodesOpened   uint64
+	EpisodesClosed   map[string]uint64 // by close reason
+	EvictedEpisodes  uint64            // closed early by MaxOpenEpisodes
+	ObjectsOverLimit uint64
+	PendingCauses    int
+}
+
+// Close reasons.
+const (
+	CloseIdle          = "idle"
+	CloseMax           = "max_duration"
+	CloseDeleted       = "root_deleted"
+	CloseNewGeneration = "new_generation"
+	CloseNewRun        = "new_run"
+	CloseLimit         = "open_episode_limit"
+	CloseFlush         = "shutdown"
+)
+
+// Engine assembles occurrences into episodes and spans. It is not safe for
+// concurrent use: one goroutine feeds it, as the watch worker does.
+type Engine struct {
+	cfg      Config
+	open     map[string]*episode // by root key
+	last     map[string]lastEpisode
+	services map[string]struct{}
+	stats    Stats
+	// podNodes remembers the node of pods seen scheduled, for node links;
+	// entries leave with their pod's episode.
+	podNodes map[string]string
+	seq      uint64
+}
+
+func (e *Engine) nextSeq() uint64 {
+	e.seq++
+	return e.seq
+}
+
+// lastEpisode is what a new episode of the same root needs of the previous one.
+type lastEpisode struct {
+	traceID trace.TraceID
+	rootID  trace.SpanID
+	gen     int64
+	seq     int
+}
+
+// New returns an engine.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("causality: %w", err)
+	}
+	return &Engine{
+		cfg:      cfg.withDefaults(),
+		open:     map[string]*episode{},
+		last:     map[string]lastEpisode{},
+		services: map[string]struct{}{},
+		podNodes: map[string]string{},
+		stats:    Stats{EpisodesClosed: map[string]uint64{}},
+	}, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.OpenEpisodes = len(e.open)
+	s.EpisodesClosed = make(map[string]uint64, len(e.stats.EpisodesClosed))
+	for k, v := range e.stats.EpisodesClosed {
+		s.EpisodesClosed[k] = v
+	}
+	return s
+}
+
+// Result is what Observe produced: the IDs of the occurrence's event span
+// (for its log record) and the spans ready for export now.
+type Result struct {
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
+	Spans   []Span
+}
+
+// rootRef returns the root of an occurrence's chain, or a synthetic root for
+// an event about nothing known.
+func rootRef(o *convert.Occurrence) (convert.Ref, string) {
+	if n := len(o.Chain); n > 0 && !o.Chain[n-1].IsZero() {
+		r := o.Chain[n-1]
+		return r, objectKey(&r)
+	}
+	// No regarding object: the Event itself is the root.
+	r := convert.Ref{Kind: "Event", Namespace: o.Namespace, Name: o.EventName, UID: o.EventUID}
+	return r, objectKey(&r)
+}
+
+// objectKey identifies an object: its UID, else kind/namespace/name.
+func objectKey(r *convert.Ref) string {
+	if r.UID != "" {
+		return r.UID
+	}
+	return r.Kind + "/" + r.Namespace + "/" + r.Name
+}
+
+// Observe adds one occurrence. The event span of a leaf occurrence is
+// returned for immediate export; spans of episodes the occurrence closed
+// (a new generation) come along too.
+func (e *Engine) Observe(in Input) Result {
+	o := in.Occ
+	var out []Span
+	root, rk := rootRef(o)
+	ep := e.open[rk]
+	reason := ""
+	switch {
+	case ep == nil:
+	case in.RootGeneration > ep.gen && ep.gen > 0:
+		reason = CloseNewGeneration
+	case root.Kind == "CronJob" && o.Reason == "SuccessfulCreate" && o.Regarding.UID == root.UID && ep.events > 0:
+		// Each scheduled run of a CronJob is its own episode.
+		reason = CloseNewRun
+	}
+	if reason != "" {
+		out = e.close(ep, reason, out)
+		ep = nil
+	}
+	if ep == nil {
+		if len(e.open) >= e.cfg.MaxOpenEpisodes {
+			out = e.evictOldest(out)
+		}
+		ep = e.openEpisode(root, rk, in)
+	}
+	ep.lastActive = in.Now
+	ep.events++
+	sp, deferred := ep.add(e, in)
+	if !deferred {
+		out = append(out, sp)
+	}
+	return Result{TraceID: ep.traceID, SpanID: sp.SpanID, Spans: out}
+}
+
+func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
+	prev, hasPrev := e.last[rk]
+	gen := in.RootGeneration
+	seq := 0
+	if hasPrev && prev.gen == gen {
+		seq = prev.seq + 1
+	}
+	key := fmt.Sprintf("%d.%d", gen, seq)
+	ep := newEpisode(e.cfg.ClusterName, root, rk, key, in.Now)
+	ep.gen, ep.seq = gen, seq
+	if tp, ok := parseTraceparent(in.RootTraceparent); ok {
+		ep.traceID, ep.remoteParent = tp.TraceID(), tp.SpanID()
+		ep.rootID = objectSpanID(ep.traceID, rk)
+	}
+	if hasPrev {
+		ep.links = append(ep.links, Link{TraceID: prev.traceID, SpanID: prev.rootID})
+	}
+	e.open[rk] = ep
+	e.stats.EpisodesOpened++
+	return ep
+}
+
+// evictOldest closes the least recently active episode to stay in bounds.
+func (e *Engine) evictOldest(out []Span) []Span {
+	var oldest *episode
+	for _, ep := range e.open {
+		if oldest == nil || ep.lastActive.Before(oldest.lastActive) ||
+			(ep.lastActive.Equal(oldest.lastActive) && ep.rootKey < oldest.rootKey) {
+			oldest = ep
+		}
+	}
+	if oldest == nil {
+		return out
+	}
+	e.stats.EvictedEpisodes++
+	return e.close(oldest, CloseLimit, out)
+}
+
+// Advance closes the episodes that are idle or too old at now.
+func (e *Engine) Advance(now time.Time) []Span {
+	var due []*episode
+	for _, ep := range e.open {
+		if now.Sub(ep.lastActive) >= e.cfg.EpisodeIdle || now.Sub(ep.opened) >= e.cfg.EpisodeMax {
+			due = append(due, ep)
+		}
+	}
+	sortEpisodes(due)
+	var out []Span
+	for _, ep := range due {
+		reason := CloseIdle
+		if now.Sub(ep.opened) >= e.cfg.EpisodeMax {
+			reason = CloseMax
+		}
+		out = e.close(ep, reason, out)
+	}
+	return out
+}
+
+// RootDeleted closes the episode of a root object that was deleted.
+func (e *Engine) RootDeleted(uid string) []Span {
+	if ep, ok := e.open[uid]; ok {
+		return e.close(ep, CloseDeleted, nil)
+	}
+	return nil
+}
+
+// Flush closes every open episode (shutdown, end of a replay).
+func (e *Engine) Flush() []Span {
+	all := make([]*episode, 0, len(e.open))
+	for _, ep := range e.open {
+		all = append(all, ep)
+	}
+	sortEpisodes(all)
+	var out []Span
+	for _, ep := range all {
+		out = e.close(ep, CloseFlush, out)
+	}
+	return out
+}
+
+func sortEpisodes(eps []*episode) {
+	sort.Slice(eps, func(i, j int) bool {
+		if !eps[i].opened.Equal(eps[j].opened) {
+			return eps[i].opened.Before(eps[j].opened)
+		}
+		return eps[i].rootKey < eps[j].rootKey
+	})
+}
+
+func (e *Engine) close(ep *episode, reason string, out []Span) []Span {
+	delete(e.open, ep.rootKey)
+	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq}
+	e.stats.EpisodesClosed[reason]++
+	for uid := range ep.objects {
+		delete(e.podNodes, uid)
+	}
+	return append(out, ep.finish(e, reason)...)
+}
+
+// service bounds the service.name values: the first MaxServices distinct
+// reporting components are kept, the rest become "other".
+func (e *Engine) service(name string) string {
+	if name == "" {
+		return "unknown"
+	}
+	if _, ok := e.services[name]; ok {
+		return name
+	}
+	if len(e.services) >= e.cfg.MaxServices {
+		return "other"
+	}
+	e.services[strings.Clone(name)] = struct{}{}
+	return name
+}
+
+// nodeEpisode returns the root span of the open (or last) episode of a node.
+func (e *Engine) nodeEpisode(node string) (trace.TraceID, trace.SpanID, bool) {
+	for _, ep := range e.open {
+		if ep.root.Kind == "Node" && ep.root.Name == node {
+			return ep.traceID, ep.rootID, true
+		}
+	}
+	return trace.TraceID{}, trace.SpanID{}, false
+}
+
+// targetEpisode finds the open episode of a scale target by kind and name.
+func (e *Engine) targetEpisode(ns, name string) (trace.TraceID, trace.SpanID, bool) {
+	for _, k := range scaleTargets {
+		for _, ep := range e.open {
+			if ep.root.Kind == k && ep.root.Namespace == ns && ep.root.Name == name {
+				return ep.traceID, ep.rootID, true
+			}
+		}
+	}
+	return trace.TraceID{}, trace.SpanID{}, false
+}

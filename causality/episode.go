@@ -1,0 +1,499 @@
+package causality
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+)
+
+// episode is the open state of one trace.
+type episode struct {
+	root         convert.Ref
+	rootKey      string
+	key          string
+	gen          int64
+	seq          int
+	traceID      trace.TraceID
+	rootID       trace.SpanID
+	remoteParent trace.SpanID
+	links        []Link
+	opened       time.Time // virtual clock
+	lastActive   time.Time
+	events       int
+	warnings     int
+	trigger      string // reason of the first occurrence
+
+	objects map[string]*object // by object key (UID)
+	order   []string           // object keys in arrival order, for determinism
+	// causes: controller events naming an object they acted on, by
+	// kind/namespace/name; deferred (exported at close, stretched to cover
+	// the objects they caused).
+	causes map[string][]*cause
+	// objectsOver counts objects past MaxObjectsPerEpisode (attached to root).
+	objectsOver int
+}
+
+// object is one object taking part in the episode.
+type object struct {
+	ref      convert.Ref
+	key      string
+	id       trace.SpanID
+	owner    string    // key of its owner in the chain ("" for the root)
+	first    time.Time // earliest occurrence about it or its descendants
+	start    time.Time
+	end      time.Time
+	events   int
+	warnings int
+}
+
+// cause is a controller event span kept until the episode closes.
+type cause struct {
+	span   Span
+	target actedOn
+	obj    string // key of the regarding object (the span's parent)
+}
+
+func newEpisode(cluster string, root convert.Ref, rk, key string, now time.Time) *episode {
+	tid := traceID(cluster, rk, key)
+	return &episode{
+		root: root, rootKey: rk, key: key,
+		traceID: tid, rootID: objectSpanID(tid, rk),
+		opened: now, lastActive: now,
+		objects: map[string]*object{},
+		causes:  map[string][]*cause{},
+	}
+}
+
+func causeKey(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
+
+// objectFor returns (creating) the object span state for chain[i] and its
+// owners up to the root.
+func (ep *episode) objectFor(e *Engine, chain []convert.Ref, i int, at time.Time) *object {
+	r := &chain[i]
+	k := objectKey(r)
+	if i == len(chain)-1 || r.IsZero() {
+		k = ep.rootKey
+	}
+	if obj, ok := ep.objects[k]; ok {
+		obj.touch(at)
+		if i+1 < len(chain) && k != ep.rootKey {
+			ep.objectFor(e, chain, i+1, at)
+		}
+		return obj
+	}
+	if k != ep.rootKey && len(ep.objects) >= e.cfg.MaxObjectsPerEpisode {
+		ep.objectsOver++
+		e.stats.ObjectsOverLimit++
+		return ep.objectFor(e, chain, len(chain)-1, at)
+	}
+	obj := &object{key: k, id: objectSpanID(ep.traceID, k), first: at, start: at, end: at}
+	if k == ep.rootKey {
+		obj.ref = ep.root
+		obj.id = ep.rootID
+	} else {
+		obj.ref = *r
+		obj.owner = ep.rootKey
+		if i+1 < len(chain) {
+			owner := ep.objectFor(e, chain, i+1, at)
+			obj.owner = owner.key
+		}
+	}
+	ep.objects[k] = obj
+	ep.order = append(ep.order, k)
+	return obj
+}
+
+func (o *object) touch(at time.Time) {
+	if at.Before(o.first) {
+		o.first = at
+	}
+	if at.Before(o.start) {
+		o.start = at
+	}
+	if at.After(o.end) {
+		o.end = at
+	}
+}
+
+// add records one occurrence: its event span, and its object spans. It
+// returns the event span and whether its export is deferred to the close.
+func (ep *episode) add(e *Engine, in Input) (Span, bool) {
+	o := in.Occ
+	at := spanTime(o.Time, in.Now)
+	chain := o.Chain
+	if len(chain) == 0 || chain[0].IsZero() {
+		chain = []convert.Ref{ep.root}
+	}
+	obj := ep.objectFor(e, chain, 0, at)
+	obj.events++
+	if ep.trigger == "" {
+		ep.trigger = o.Reason
+	}
+	sp := Span{
+		TraceID:    ep.traceID,
+		SpanID:     eventSpanID(ep.traceID, o.EventUID, o.Count),
+		Parent:     obj.id,
+		Name:       spanName(o.Regarding.Kind, o.Reason),
+		Kind:       KindEvent,
+		Start:      at,
+		End:        at,
+		Seq:        e.nextSeq(),
+		Service:    e.service(o.ReportingController),
+		Attributes: eventAttributes(o),
+	}
+	if o.Type == "Warning" {
+		sp.Error, sp.StatusMessage = true, o.Note
+		obj.warnings++
+		ep.warnings++
+	}
+	if node, ok := scheduledNode(o.Reason, o.Note); ok && o.Regarding.Kind == "Pod" {
+		e.podNodes[obj.key] = node
+	} else if o.SourceHost != "" && o.Regarding.Kind == "Pod" {
+		if _, known := e.podNodes[obj.key]; !known {
+			e.podNodes[obj.key] = o.SourceHost
+		}
+	}
+	if isNodeLinked(o.Reason) && o.Regarding.Kind == "Pod" {
+		if node, ok := e.podNodes[obj.key]; ok {
+			if tid, sid, ok := e.nodeEpisode(node); ok && tid != ep.traceID {
+				sp.Links = append(sp.Links, Link{TraceID: tid, SpanID: sid, Attributes: []attribute.KeyValue{
+					attribute.String("k8s.node.name", node), attribute.String("link.reason", "node")}})
+			}
+		}
+	}
+	if isRescale(o.Regarding.Kind, o.Reason) {
+		if tid, sid, ok := e.targetEpisode(o.Regarding.Namespace, o.Regarding.Name); ok && tid != ep.traceID {
+			sp.Links = append(sp.Links, Link{TraceID: tid, SpanID: sid, Attributes: []attribute.KeyValue{attribute.String("link.reason", "scale_target")}})
+		}
+	}
+	if target, ok := parseActedOn(o.Regarding.Kind, o.Reason, o.Note); ok {
+		ns := o.Regarding.Namespace
+		k := causeKey(target.kind, ns, target.name)
+		ep.causes[k] = append(ep.causes[k], &cause{span: sp, target: target, obj: obj.key})
+		return sp, true
+	}
+	return sp, false
+}
+
+func spanName(kind, reason string) string {
+	if kind == "" {
+		kind = "Event"
+	}
+	return kind + "." + reason
+}
+
+// node of the span tree built at close.
+type treeNode struct {
+	span     *Span
+	children []*treeNode
+	fixed    bool // exported already: its times cannot change
+}
+
+// finish builds the episode's tree, decides the parents of object spans,
+// stretches parents over their children and returns the spans to export:
+// object and root spans, and the deferred controller event spans.
+func (ep *episode) finish(e *Engine, reason string) []Span {
+	spans := map[trace.SpanID]*treeNode{}
+	objSpan := func(o *object) *Span {
+		name := o.ref.Kind + " " + o.ref.Name
+		if o.ref.Kind == "" {
+			name = "Event " + o.ref.Name
+		}
+		return &Span{
+			TraceID: ep.traceID, SpanID: o.id, Name: name, Kind: KindObject,
+			Start: o.start, End: o.end, Service: e.cfg.BridgeService,
+			Attributes: objectAttributes(o, ep, reason),
+		}
+	}
+	for _, k := range ep.order {
+		o := ep.objects[k]
+		sp := objSpan(o)
+		if k == ep.rootKey {
+			sp.Kind = KindRoot
+			sp.Parent = ep.remoteParent
+			sp.Remote = ep.remoteParent.IsValid()
+			sp.Links = ep.links
+		}
+		spans[sp.SpanID] = &treeNode{span: sp}
+	}
+	// Causes hang under their regarding object.
+	var causeKeys []string
+	for k := range ep.causes {
+		causeKeys = append(causeKeys, k)
+	}
+	sort.Strings(causeKeys)
+	for _, k := range causeKeys {
+		for _, c := range ep.causes[k] {
+			sp := c.span
+			spans[sp.SpanID] = &treeNode{span: &sp}
+		}
+	}
+	parentOf := map[trace.SpanID]trace.SpanID{}
+	causeOf := ep.assignCauses()
+	for _, k := range ep.order {
+		o := ep.objects[k]
+		if k == ep.rootKey {
+			continue
+		}
+		parent := ep.rootID
+		if owner, ok := ep.objects[o.owner]; ok {
+			parent = owner.id
+		}
+		if c := causeOf[k]; c != nil && !ep.descends(c.obj, k) {
+			parent = c.span.SpanID
+		}
+		parentOf[o.id] = parent
+	}
+	for _, cs := range ep.causes {
+		for _, c := range cs {
+			parentOf[c.span.SpanID] = ep.objects[c.obj].id
+		}
+	}
+	for id, p := range parentOf {
+		n, pn := spans[id], spans[p]
+		if n == nil || pn == nil {
+			continue
+		}
+		n.span.Parent = p
+		pn.children = append(pn.children, n)
+	}
+	root := spans[ep.rootID]
+	stretch(root)
+	out := make([]Span, 0, len(spans))
+	walk(root, func(n *treeNode) { out = append(out, *n.span) })
+	return out
+}
+
+// assignCauses picks, for every object named by controller events, the event
+// that brought it into the episode: the first such event (DESIGN.md). Objects
+// are keyed by UID, so when a name is reused within an episode (a StatefulSet
+// pod deleted and recreated) its incarnations, in order of their first
+// occurrence, take the naming events in order: the old pod its delete, the new
+// one its create. Kubelets stamp events in whole seconds, hence a second of
+// slack when comparing times.
+func (ep *episode) assignCauses() map[string]*cause {
+	byName := map[string][]*object{}
+	for _, k := range ep.order {
+		o := ep.objects[k]
+		if k == ep.rootKey {
+			continue
+		}
+		ck := causeKey(o.ref.Kind, o.ref.Namespace, o.ref.Name)
+		if len(ep.causes[ck]) > 0 {
+			byName[ck] = append(byName[ck], o)
+		}
+	}
+	out := map[string]*cause{}
+	for ck, objs := range byName {
+		cs := append([]*cause(nil), ep.causes[ck]...)
+		sort.SliceStable(cs, func(i, j int) bool {
+			if !cs[i].span.Start.Equal(cs[j].span.Start) {
+				return cs[i].span.Start.Before(cs[j].span.Start)
+			}
+			return cs[i].span.Seq < cs[j].span.Seq
+		})
+		sort.SliceStable(objs, func(i, j int) bool {
+			if !objs[i].first.Equal(objs[j].first) {
+				return objs[i].first.Before(objs[j].first)
+			}
+			return objs[i].key < objs[j].key
+		})
+		claimed := make([]bool, len(cs))
+		for _, o := range objs {
+			limit := o.first.Add(time.Second)
+			pick := -1
+			for i, c := range cs {
+				if !claimed[i] && !c.span.Start.After(limit) {
+					pick = i
+					break
+				}
+			}
+			if pick < 0 {
+				for i := range cs {
+					if !claimed[i] {
+						pick = i
+						break
+					}
+				}
+			}
+			if pick < 0 {
+				pick = 0
+			}
+			claimed[pick] = true
+			out[o.key] = cs[pick]
+		}
+	}
+	return out
+}
+
+// descends reports whether object a is k or below it in the owner chain, so
+// that a cause regarding a descendant of k never becomes k's parent (cycle).
+func (ep *episode) descends(a, k string) bool {
+	for i := 0; i < maxDepth && a != ""; i++ {
+		if a == k {
+			return true
+		}
+		o, ok := ep.objects[a]
+		if !ok {
+			return false
+		}
+		a = o.owner
+	}
+	return false
+}
+
+const maxDepth = 64
+
+// stretch makes every span cover its children (start = earliest, end =
+// latest), bottom-up, and orders children by start time.
+func stretch(n *treeNode) (time.Time, time.Time) {
+	start, end := n.span.Start, n.span.End
+	for _, c := range n.children {
+		s, e := stretch(c)
+		if s.Before(start) {
+			start = s
+		}
+		if e.After(end) {
+			end = e
+		}
+	}
+	n.span.Start, n.span.End = start, end
+	sort.SliceStable(n.children, func(i, j int) bool {
+		a, b := n.children[i].span, n.children[j].span
+		if !a.Start.Equal(b.Start) {
+			return a.Start.Before(b.Start)
+		}
+		return a.Seq < b.Seq
+	})
+	return start, end
+}
+
+func walk(n *treeNode, f func(*treeNode)) {
+	if n == nil {
+		return
+	}
+	f(n)
+	for _, c := range n.children {
+		walk(c, f)
+	}
+}
+
+func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs,
+		attribute.String("k8s.event.reason", o.Reason),
+		attribute.String("k8s.event.uid", o.EventUID),
+		attribute.Int("k8s.event.count", int(o.Count)),
+		attribute.String("k8s.event.type", o.Type),
+	)
+	if o.Note != "" {
+		attrs = append(attrs, attribute.String("k8s.event.note", o.Note))
+	}
+	if o.Namespace != "" {
+		attrs = append(attrs, attribute.String("k8s.namespace.name", o.Namespace))
+	}
+	if o.Regarding.Kind != "" {
+		attrs = append(attrs, attribute.String("k8s.object.kind", o.Regarding.Kind), attribute.String("k8s.object.name", o.Regarding.Name))
+	}
+	if o.Regarding.FieldPath != "" {
+		attrs = append(attrs, attribute.String("k8s.object.fieldpath", o.Regarding.FieldPath))
+	}
+	if o.SourceHost != "" {
+		attrs = append(attrs, attribute.String("k8s.node.name", o.SourceHost))
+	}
+	if o.ReportingInstance != "" {
+		attrs = append(attrs, attribute.String("k8s.event.reporting_instance", o.ReportingInstance))
+	}
+	return appendChain(attrs, o.Chain)
+}
+
+// appendChain adds the stable semconv k8s.<kind>.name/uid of each object.
+func appendChain(attrs []attribute.KeyValue, chain []convert.Ref) []attribute.KeyValue {
+	for i := range chain {
+		if key, ok := semconvKey(chain[i].Kind); ok {
+			attrs = append(attrs, attribute.String("k8s."+key+".name", chain[i].Name))
+			if chain[i].UID != "" {
+				attrs = append(attrs, attribute.String("k8s."+key+".uid", chain[i].UID))
+			}
+		}
+	}
+	return attrs
+}
+
+func semconvKey(kind string) (string, bool) {
+	switch kind {
+	case "Pod":
+		return "pod", true
+	case "ReplicaSet":
+		return "replicaset", true
+	case "Deployment":
+		return "deployment", true
+	case "StatefulSet":
+		return "statefulset", true
+	case "DaemonSet":
+		return "daemonset", true
+	case "Job":
+		return "job", true
+	case "CronJob":
+		return "cronjob", true
+	case "Node":
+		return "node", true
+	}
+	return "", false
+}
+
+func objectAttributes(o *object, ep *episode, reason string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		attribute.String("k8s.object.kind", o.ref.Kind),
+		attribute.String("k8s.object.name", o.ref.Name),
+	}
+	if o.ref.UID != "" {
+		attrs = append(attrs, attribute.String("k8s.object.uid", o.ref.UID))
+	}
+	if o.ref.Namespace != "" {
+		attrs = append(attrs, attribute.String("k8s.namespace.name", o.ref.Namespace))
+	}
+	attrs = appendChain(attrs, []convert.Ref{o.ref})
+	attrs = append(attrs,
+		attribute.Int("k8s.events", o.events),
+		attribute.Int("k8s.warnings", o.warnings),
+	)
+	if o.key == ep.rootKey {
+		attrs = append(attrs,
+			attribute.String("k8s.episode.key", ep.key),
+			attribute.String("k8s.episode.trigger", ep.trigger),
+			attribute.String("k8s.episode.close_reason", reason),
+			attribute.Int("k8s.episode.events", ep.events),
+			attribute.Int("k8s.episode.warnings", ep.warnings),
+		)
+		if ep.gen > 0 {
+			attrs = append(attrs, attribute.String("k8s.object.generation", strconv.FormatInt(ep.gen, 10)))
+		}
+		if ep.objectsOver > 0 {
+			attrs = append(attrs, attribute.Int("k8s.episode.objects_over_limit", ep.objectsOver))
+		}
+	}
+	return attrs
+}
+
+// spanTime is when an occurrence's span starts. Most reporters stamp events in
+// whole seconds (core/v1 lastTimestamp); the true time lies in that second and
+// not after the bridge saw it, so the observation refines it and spans of one
+// pod keep their real order. Times with sub-second precision are kept as is.
+func spanTime(t, observed time.Time) time.Time {
+	if t.IsZero() {
+		return observed
+	}
+	if t.Nanosecond() != 0 || observed.Before(t) {
+		return t
+	}
+	if d := observed.Sub(t); d < time.Second {
+		return observed
+	}
+	return t.Add(999 * time.Millisecond)
+}

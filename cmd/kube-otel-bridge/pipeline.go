@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
+)
+
+// pipeline joins the stages after watch: the causality engine assigns each
+// occurrence its trace and span, then spans and the log record go out. The
+// engine is single-threaded; the mutex serializes the watch worker, the
+// ticker and root deletions seen by the object cache.
+type pipeline struct {
+	objects  *watch.ObjectCache
+	mu       sync.Mutex
+	engine   *causality.Engine
+	emitSpan func(ctx context.Context, s causality.Span) error
+	emitLog  func(ctx context.Context, o *convert.Occurrence) error
+}
+
+// occurrence runs one occurrence through the engine and emits its outputs:
+// first the spans that are ready, then the log record linked to its span.
+func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error {
+	in := causality.Input{Occ: o, Now: o.Observed}
+	if n := len(o.Chain); n > 0 && o.Chain[n-1].UID != "" {
+		if root, ok := p.objects.Get(o.Chain[n-1].UID); ok {
+			in.RootGeneration, in.RootTraceparent = root.Generation, root.Traceparent
+		}
+	}
+	p.mu.Lock()
+	res := p.engine.Observe(in)
+	p.mu.Unlock()
+	o.TraceID, o.SpanID = res.TraceID, res.SpanID
+	if err := p.spans(ctx, res.Spans); err != nil {
+		return err
+	}
+	if p.emitLog == nil {
+		return nil
+	}
+	return p.emitLog(ctx, o)
+}
+
+func (p *pipeline) spans(ctx context.Context, spans []causality.Span) error {
+	if p.emitSpan == nil {
+		return nil
+	}
+	for i := range spans {
+		if err := p.emitSpan(ctx, spans[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advance closes idle and overlong episodes at now.
+func (p *pipeline) advance(ctx context.Context, now time.Time) error {
+	p.mu.Lock()
+	spans := p.engine.Advance(now)
+	p.mu.Unlock()
+	return p.spans(ctx, spans)
+}
+
+// deleted closes the episode of a deleted root object.
+func (p *pipeline) deleted(ctx context.Context, o *watch.Object) error {
+	if o.Deleted.IsZero() {
+		return nil
+	}
+	p.mu.Lock()
+	spans := p.engine.RootDeleted(o.UID)
+	p.mu.Unlock()
+	return p.spans(ctx, spans)
+}
+
+// flush closes every episode (shutdown, end of replay).
+func (p *pipeline) flush(ctx context.Context) error {
+	p.mu.Lock()
+	spans := p.engine.Flush()
+	p.mu.Unlock()
+	return p.spans(ctx, spans)
+}
+
+// spanContext is the context of an occurrence's event span, for its log.
+func spanContext(ctx context.Context, o *convert.Occurrence) context.Context {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: o.TraceID, SpanID: o.SpanID, TraceFlags: trace.FlagsSampled})
+	if !sc.IsValid() {
+		return ctx
+	}
+	return trace.ContextWithSpanContext(ctx, sc)
+}
