@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,10 @@ var All = []Scenario{
 	{"rollout", "a 3-replica Deployment is created, then rolled to a new image", Rollout},
 	{"crashloop", "a pod whose container keeps crashing (BackOff repeats)", CrashLoop},
 	{"unschedulable", "a pod asking for more CPU than any node has (FailedScheduling)", Unschedulable},
+	{"scale", "a Deployment scaled from 2 to 4 replicas, then down to 1", Scale},
+	{"statefulset", "a 3-replica StatefulSet rolled to a new image (pods recreated under the same names)", StatefulSetUpdate},
+	{"daemonset", "a DaemonSet that places one pod on each of the cluster's nodes", DaemonSet},
+	{"cronjob", "a CronJob's scheduled run: CronJob → Job → Pod, to completion", CronJob},
 }
 
 // Find returns the scenario with the name.
@@ -151,6 +156,124 @@ func waitEvent(ctx context.Context, cs kubernetes.Interface, ns, reason string, 
 	})
 	if err != nil {
 		return fmt.Errorf("no %s event with count %d: %w", reason, count, err)
+	}
+	return nil
+}
+
+// Scale scales a Deployment up and then down.
+func Scale(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, Deployment("api", "api:1.0", 2), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create deployment: %w", err)
+	}
+	for _, n := range []int32{2, 4, 1} {
+		patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
+		if _, err := cs.AppsV1().Deployments(ns).Patch(ctx, "api", "application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("scale to %d: %w", n, err)
+		}
+		if err := WaitDeploymentComplete(ctx, cs, ns, "api"); err != nil {
+			return fmt.Errorf("scale to %d did not finish: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// StatefulSetUpdate creates a 3-replica StatefulSet, waits until it is
+// ready, then rolls it to a new image: web-2, web-1, web-0 are deleted and
+// recreated under the same names, one at a time.
+func StatefulSetUpdate(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	replicas := int32(3)
+	ss := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    &replicas,
+			ServiceName: "db",
+			Selector:    &metav1.LabelSelector{MatchLabels: labels("db")},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels("db")},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "postgres:16"}}},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().StatefulSets(ns).Create(ctx, ss, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create statefulset: %w", err)
+	}
+	if err := waitStatefulSet(ctx, cs, ns, "db"); err != nil {
+		return err
+	}
+	patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"db","image":"postgres:17"}]}}}}`)
+	if _, err := cs.AppsV1().StatefulSets(ns).Patch(ctx, "db", "application/strategic-merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("update image: %w", err)
+	}
+	return waitStatefulSet(ctx, cs, ns, "db")
+}
+
+func waitStatefulSet(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		s, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || s.Spec.Replicas == nil {
+			return false, nil
+		}
+		st := s.Status
+		return st.ObservedGeneration >= s.Generation && st.ReadyReplicas == *s.Spec.Replicas &&
+			st.UpdatedReplicas == *s.Spec.Replicas && st.CurrentRevision == st.UpdateRevision, nil
+	})
+	if err != nil {
+		return fmt.Errorf("statefulset %s not rolled out: %w", name, err)
+	}
+	return nil
+}
+
+// DaemonSet places one pod per (untainted) node and waits until all run.
+func DaemonSet(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels("agent")},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels("agent")},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "fluent-bit:3"}}},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().DaemonSets(ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create daemonset: %w", err)
+	}
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().DaemonSets(ns).Get(ctx, "agent", metav1.GetOptions{})
+		return err == nil && d.Status.DesiredNumberScheduled > 0 && d.Status.NumberReady == d.Status.DesiredNumberScheduled, nil
+	})
+	if err != nil {
+		return fmt.Errorf("daemonset agent not ready: %w", err)
+	}
+	return nil
+}
+
+// CronJob creates a CronJob that runs every minute and waits for its first
+// run to complete (up to a minute for the schedule, then the run itself).
+func CronJob(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	cj := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "report"},
+		Spec: batchv1.CronJobSpec{
+			Schedule:          "* * * * *",
+			ConcurrencyPolicy: batchv1.ForbidConcurrent,
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					RestartPolicy: corev1.RestartPolicyNever,
+					Containers:    []corev1.Container{{Name: "report", Image: "report:1"}},
+				}},
+			}},
+		},
+	}
+	if _, err := cs.BatchV1().CronJobs(ns).Create(ctx, cj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create cronjob: %w", err)
+	}
+	if err := waitEvent(ctx, cs, ns, "SawCompletedJob", 1); err != nil {
+		return err
+	}
+	// Stop further runs so the recording ends with one.
+	suspend := []byte(`{"spec":{"suspend":true}}`)
+	if _, err := cs.BatchV1().CronJobs(ns).Patch(ctx, "report", "application/merge-patch+json", suspend, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("suspend cronjob: %w", err)
 	}
 	return nil
 }
