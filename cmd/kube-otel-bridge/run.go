@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	eventsv1 "k8s.io/api/events/v1"
 
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
@@ -56,6 +57,9 @@ type runOptions struct {
 	kubeQPS         float64
 	kubeBurst       int
 	otlp            otlp.Config
+	episodes        causality.Config
+	noTraces        bool
+	noLogs          bool
 }
 
 func runFlags(o *runOptions) *flag.FlagSet {
@@ -84,6 +88,11 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.Var(headerFlag(o.otlp.Headers), "otlp-header", "gRPC header key=value sent to the collector, repeatable; ${ENV} in values is expanded (keep secrets in env)")
 	fs.StringVar(&o.otlp.Compression, "otlp-compression", "", "gzip or none (default $OTEL_EXPORTER_OTLP_COMPRESSION, else none)")
 	fs.DurationVar(&o.otlp.Timeout, "otlp-timeout", 10*time.Second, "timeout of one export request")
+	fs.DurationVar(&o.episodes.EpisodeIdle, "episode-idle", 2*time.Minute, "an episode (trace) closes after this long without occurrences")
+	fs.DurationVar(&o.episodes.EpisodeMax, "episode-max", time.Hour, "an episode (trace) closes at this age")
+	fs.IntVar(&o.episodes.MaxOpenEpisodes, "max-open-episodes", 10000, "open episodes held in memory; past it the least recently active is closed early")
+	fs.BoolVar(&o.noTraces, "no-traces", false, "export logs only")
+	fs.BoolVar(&o.noLogs, "no-logs", false, "export traces only")
 	return fs
 }
 
@@ -96,6 +105,15 @@ func (o *runOptions) validate() error {
 	}
 	if o.maxMessageBytes <= 0 {
 		return fmt.Errorf("--max-message-bytes must be positive, got %d", o.maxMessageBytes)
+	}
+	if o.noTraces && o.noLogs {
+		return errors.New("--no-traces and --no-logs leave nothing to export")
+	}
+	if o.episodes.MaxOpenEpisodes <= 0 {
+		return fmt.Errorf("--max-open-episodes must be positive, got %d", o.episodes.MaxOpenEpisodes)
+	}
+	if err := o.episodes.Validate(); err != nil {
+		return fmt.Errorf("--episode-idle/--episode-max: %w", err)
 	}
 	if o.shutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
@@ -129,21 +147,51 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	exp, err := otlp.NewLogExporter(ctx, o.otlp)
+	o.episodes.ClusterName = o.clusterName
+	engine, err := causality.New(o.episodes)
 	if err != nil {
 		return err
 	}
-	sink := otlp.NewLogSink(exp, res, o.otlp, log.With("output", "otlp-logs"))
+	var sinks []sink
+	p := &pipeline{engine: engine}
+	if !o.noLogs {
+		exp, err := otlp.NewLogExporter(ctx, o.otlp)
+		if err != nil {
+			return err
+		}
+		logs := otlp.NewLogSink(exp, res, o.otlp, log.With("output", "otlp-logs"))
+		sinks = append(sinks, logs)
+		p.emitLog = func(ctx context.Context, occ *convert.Occurrence) error {
+			return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), func() {})
+		}
+	}
+	if !o.noTraces {
+		exp, err := otlp.NewTraceExporter(ctx, o.otlp)
+		if err != nil {
+			return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
+		}
+		traces := otlp.NewTraceSink(exp, res, o.otlp, log.With("output", "otlp-traces"))
+		sinks = append(sinks, traces)
+		p.emitSpan = func(ctx context.Context, s causality.Span) error {
+			return traces.Emit(ctx, s, func() {})
+		}
+	}
 
-	// Reading stops on SIGTERM (ctx); the sink then flushes with its own deadline.
+	// Reading stops on SIGTERM (ctx); the sinks then flush with their own deadline.
 	objects, err := watch.NewObjectCache(watch.CacheOptions{
 		TombstoneTTL: o.tombstoneTTL, Namespaces: watch.SplitList(o.namespaces), Logger: log,
+		OnChange: func(obj *watch.Object) {
+			if err := p.deleted(ctx, obj); err != nil && ctx.Err() == nil {
+				log.Error("closing the episode of a deleted object", "err", err)
+			}
+		},
 	})
 	if err != nil {
-		return err
+		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
+	p.objects = objects
 	handler := func(ctx context.Context, _ *eventsv1.Event, occ *convert.Occurrence) error {
-		return sink.Emit(ctx, convert.LogRecord(occ), func() {})
+		return p.occurrence(ctx, occ)
 	}
 	src, err := watch.NewEventSource(kube.client, objects, handler, watch.SourceOptions{
 		Namespaces:        watch.SplitList(o.namespaces),
@@ -155,33 +203,61 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:            log,
 	})
 	if err != nil {
-		return err
+		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if err := objects.Start(ctx, kube.metadata); err != nil {
-		return err
+		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if !objects.WaitForSync(ctx) {
-		return shutdown(sink, o.shutdownTimeout, errors.New("object caches did not sync before shutdown"))
+		return errors.Join(errors.New("object caches did not sync before shutdown"), shutdown(sinks, o.shutdownTimeout))
 	}
 	if err := src.Start(ctx); err != nil {
-		return shutdown(sink, o.shutdownTimeout, err)
+		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if !src.WaitForSync(ctx) {
-		return shutdown(sink, o.shutdownTimeout, errors.New("event informer did not sync before shutdown"))
+		return errors.Join(errors.New("event informer did not sync before shutdown"), shutdown(sinks, o.shutdownTimeout))
 	}
 	log.Info("watching events", "api", src.API(), "objects", objects.Len(), "cluster", o.clusterName, "version", version)
+	go func() {
+		// Episodes close on the wall clock when idle or too old.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				if err := p.advance(ctx, now); err != nil && ctx.Err() == nil {
+					log.Error("closing idle episodes", "err", err)
+				}
+			}
+		}
+	}()
 	src.Run(ctx)
-	log.Info("stopping: flushing queued records", "timeout", o.shutdownTimeout)
-	return shutdown(sink, o.shutdownTimeout, nil)
+	log.Info("stopping: closing open episodes and flushing queued records", "timeout", o.shutdownTimeout)
+	fctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	// Without a checkpoint (yet), open episodes end here so that every
+	// exported event span has its parents exported too.
+	flushErr := p.flush(fctx)
+	return errors.Join(flushErr, shutdown(sinks, o.shutdownTimeout))
 }
 
-func shutdown(sink *otlp.LogSink, timeout time.Duration, cause error) error {
+// sink is an output that flushes on shutdown.
+type sink interface {
+	Shutdown(ctx context.Context) error
+}
+
+func shutdown(sinks []sink, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := sink.Shutdown(ctx); err != nil {
-		return errors.Join(cause, fmt.Errorf("flush: %w", err))
+	var errs []error
+	for _, s := range sinks {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush: %w", err))
+		}
 	}
-	return cause
+	return errors.Join(errs...)
 }
 
 // bridgeResource is the OTLP resource of the bridge's records: the standard

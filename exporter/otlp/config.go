@@ -1,7 +1,8 @@
 // Package otlp is kube-otel-bridge's OTLP/gRPC output: exporters for logs and
 // traces configured from flags (with the standard OTEL_EXPORTER_OTLP_*
-// environment variables as fallback), and LogSink, which delivers log
-// records with per-record acknowledgements, bounded queues and backpressure.
+// environment variables as fallback), and LogSink and TraceSink, which
+// deliver log records and spans with per-item acknowledgements, bounded
+// queues and backpressure.
 package otlp
 
 import (
@@ -17,14 +18,14 @@ import (
 	"time"
 )
 
-// Defaults applied by LogSink to zero Config fields.
+// Defaults applied by LogSink and TraceSink to zero Config fields.
 const (
 	DefaultQueueSize    = 2048
 	DefaultBatchSize    = 512
 	DefaultBatchTimeout = time.Second
 )
 
-// Config configures the OTLP/gRPC connection and the LogSink.
+// Config configures the OTLP/gRPC connection and the LogSink or TraceSink.
 //
 // Zero values mean "not set": the exporter then falls back to the standard
 // OpenTelemetry environment variables (OTEL_EXPORTER_OTLP_LOGS_* before
@@ -55,14 +56,15 @@ type Config struct {
 	// connection to be ready (default: environment, else 10s).
 	Timeout time.Duration
 
-	// QueueSize is the maximum number of log records the LogSink holds
+	// QueueSize is the maximum number of log records or spans a sink holds
 	// that are not yet acknowledged, including the batch being exported.
 	// Emit blocks when it is reached. Default DefaultQueueSize.
 	QueueSize int
-	// BatchSize is the maximum number of records per export request.
+	// BatchSize is the maximum number of records or spans per export request.
 	// Default DefaultBatchSize (at most QueueSize).
 	BatchSize int
-	// BatchTimeout is how long a record may wait for its batch to fill up.
+	// BatchTimeout is how long a record or span may wait for its batch to
+	// fill up.
 	// Default DefaultBatchTimeout.
 	BatchTimeout time.Duration
 
@@ -151,7 +153,7 @@ func validateEndpoint(ep string) error {
 	return nil
 }
 
-// withDefaults fills the LogSink sizes.
+// withDefaults fills the sink sizes.
 func (c Config) withDefaults() Config {
 	if c.QueueSize <= 0 {
 		c.QueueSize = DefaultQueueSize

@@ -14,7 +14,7 @@ import (
 )
 
 // dialOptions tune the gRPC connection for an exporter whose caller retries
-// forever (LogSink):
+// forever (LogSink, TraceSink):
 //
 //   - Reconnect backoff capped at 1s instead of gRPC's default 120s: with the
 //     default, a connection that was down for a while can stay in backoff for
@@ -93,9 +93,8 @@ func NewLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error) {
 
 // NewTraceExporter is NewLogExporter for spans (environment variables
 // OTEL_EXPORTER_OTLP_TRACES_* / OTEL_EXPORTER_OTLP_*). Like the log exporter
-// it makes one attempt per ExportSpans call: the caller owns retrying (a
-// span sink with acknowledgements, like LogSink). The connection is not
-// established until the first export.
+// it makes one attempt per ExportSpans call: the caller owns retrying
+// (TraceSink). The connection is not established until the first export.
 func NewTraceExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
