@@ -86,6 +86,9 @@ type observed struct {
 	ev      *eventsv1.Event
 	at      time.Time
 	initial bool
+	// deleted: the Event was deleted; its dedup state is dropped in queue
+	// order, after any update of it still queued.
+	deleted bool
 }
 
 // NewEventSource returns a source; Run starts it.
@@ -152,7 +155,7 @@ func (s *EventSource) Start(ctx context.Context) error {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 			AddFunc:    func(obj any, initial bool) { s.enqueue(ctx, obj, initial) },
 			UpdateFunc: func(_, obj any) { s.enqueue(ctx, obj, false) },
-			DeleteFunc: s.forget,
+			DeleteFunc: func(obj any) { s.enqueueDelete(ctx, obj) },
 		}); err != nil {
 			return fmt.Errorf("event source: %w", err)
 		}
@@ -200,12 +203,17 @@ func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 	}
 }
 
-func (s *EventSource) forget(obj any) {
+func (s *EventSource) enqueueDelete(ctx context.Context, obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	if m, ok := obj.(metav1.Object); ok {
-		s.dedup.Forget(string(m.GetUID()))
+	ev := toEventsV1(obj)
+	if ev == nil {
+		return
+	}
+	select {
+	case s.queue <- observed{ev: ev, at: s.opts.Now(), deleted: true}:
+	case <-ctx.Done():
 	}
 }
 
@@ -234,6 +242,15 @@ func (s *EventSource) Run(ctx context.Context) {
 }
 
 func (s *EventSource) process(ctx context.Context, ob observed, held []pending) []pending {
+	if ob.deleted {
+		s.dedup.Forget(string(ob.ev.UID))
+		return held
+	}
+	// Held occurrences whose object arrived meanwhile go first, so that a
+	// later occurrence of the same Event cannot overtake them.
+	if len(held) > 0 {
+		held = s.retry(ctx, held, false)
+	}
 	if ob.initial {
 		if t := convert.OccurrenceTime(ob.ev); t.Before(s.start.Add(-s.opts.InitialLookback)) {
 			s.dedup.Baseline(string(ob.ev.UID), convert.EventCount(ob.ev))

@@ -120,17 +120,19 @@ func ReadRecording(r io.Reader) ([]Entry, error) {
 	for sc.Scan() {
 		line++
 		b := sc.Bytes()
-		if len(b) == 0 {
-			continue
-		}
 		if line == 1 {
+			// The header is line 1 itself: a leading blank line must not
+			// let a file without a header through.
 			var h header
-			if err := json.Unmarshal(b, &h); err != nil || h.Recording == 0 {
+			if err := json.Unmarshal(b, &h); err != nil || h.Recording < 1 {
 				return nil, errors.New("recording: line 1 is not a kube-otel-bridge recording header")
 			}
 			if h.Recording > RecordingVersion {
 				return nil, fmt.Errorf("recording: version %d is newer than this binary reads (%d)", h.Recording, RecordingVersion)
 			}
+			continue
+		}
+		if len(b) == 0 {
 			continue
 		}
 		var e Entry
