@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,6 +71,8 @@ func (o SourceOptions) Validate() error {
 // EventSource watches Events and hands each new occurrence, with its owner
 // chain resolved through the object cache, to a Handler.
 type EventSource struct {
+	stats sourceCounters
+
 	opts    SourceOptions
 	client  kubernetes.Interface
 	objects *ObjectCache
@@ -159,6 +162,14 @@ func (s *EventSource) Start(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("event source: %w", err)
 		}
+		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			// The informer re-lists or re-watches by itself; dedup makes
+			// that lose and double nothing. Count it and keep the default log.
+			s.stats.watchErrors.Add(1)
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+		}); err != nil {
+			return fmt.Errorf("event source: %w", err)
+		}
 		s.informers = append(s.informers, inf)
 		f.Start(ctx.Done())
 	}
@@ -197,6 +208,7 @@ func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 	if ev == nil {
 		return
 	}
+	s.stats.received.Add(1)
 	select {
 	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial}:
 	case <-ctx.Done():
@@ -235,8 +247,10 @@ func (s *EventSource) Run(ctx context.Context) {
 			return
 		case ob := <-s.queue:
 			held = s.process(ctx, ob, held)
+			s.stats.held.Store(int64(len(held)))
 		case <-tick.C:
 			held = s.retry(ctx, held, false)
+			s.stats.held.Store(int64(len(held)))
 		}
 	}
 }
@@ -285,6 +299,7 @@ func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []p
 		p.occ.Chain = chain
 		if known || force || now.After(p.deadline) {
 			if !known {
+				s.stats.unresolved.Add(1)
 				s.opts.Logger.Debug("owner not in cache, emitting without owner chain",
 					"kind", p.occ.Regarding.Kind, "name", p.occ.Regarding.Name, "namespace", p.occ.Regarding.Namespace)
 			}
@@ -297,7 +312,9 @@ func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []p
 }
 
 func (s *EventSource) deliver(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) {
+	s.stats.occurrences.Add(1)
 	if err := s.handle(ctx, ev, o); err != nil && ctx.Err() == nil {
+		s.stats.failed.Add(1)
 		s.opts.Logger.Error("occurrence not delivered", "event", o.EventName, "namespace", o.Namespace, "count", o.Count, "err", err)
 	}
 }
@@ -336,4 +353,34 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+type sourceCounters struct {
+	received, occurrences, unresolved, watchErrors, failed atomic.Uint64
+	held                                                   atomic.Int64
+}
+
+// SourceStats are the EventSource's counters.
+type SourceStats struct {
+	// Received counts Event adds and updates seen by the watch.
+	Received uint64
+	// Occurrences counts occurrences handed to the handler.
+	Occurrences uint64
+	// Held is how many occurrences wait for their object right now.
+	Held int
+	// Unresolved counts occurrences delivered without their owner chain.
+	Unresolved uint64
+	// WatchErrors counts watch failures after which an informer re-listed
+	// (410 Gone, API server restart, network).
+	WatchErrors uint64
+	// Failed counts occurrences the handler returned an error for.
+	Failed uint64
+}
+
+// Stats returns the counters.
+func (s *EventSource) Stats() SourceStats {
+	return SourceStats{
+		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
+		Unresolved: s.stats.unresolved.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
+	}
 }

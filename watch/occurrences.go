@@ -59,6 +59,9 @@ func (d *Dedup) Len() int {
 	return len(d.last)
 }
 
+// MaxBackfill bounds the occurrences one observation of an Event yields.
+const MaxBackfill = 1000
+
 // Occurrences turns one observation of an Event into the occurrences not
 // emitted before: one per new count. When several counts were missed (the
 // bridge was down, or the watch relisted), each gets its own occurrence; the
@@ -71,6 +74,12 @@ func Occurrences(d *Dedup, ev *eventsv1.Event, observed time.Time, opts convert.
 	from, to := d.Next(string(ev.UID), count)
 	if from > to {
 		return nil, nil
+	}
+	if to-from >= MaxBackfill {
+		// An Event first seen with a huge count (a long-running repeat
+		// before the bridge started, or a bogus count) yields its latest
+		// MaxBackfill occurrences; older counts are history, not news.
+		from = to - MaxBackfill + 1
 	}
 	out := make([]convert.Occurrence, 0, to-from+1)
 	for n := from; n <= to; n++ {

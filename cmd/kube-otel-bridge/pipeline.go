@@ -93,3 +93,10 @@ func spanContext(ctx context.Context, o *convert.Occurrence) context.Context {
 	}
 	return trace.ContextWithSpanContext(ctx, sc)
 }
+
+// stats reads the engine's counters under the lock.
+func (p *pipeline) stats() causality.Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.engine.Stats()
+}

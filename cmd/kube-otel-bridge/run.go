@@ -60,6 +60,8 @@ type runOptions struct {
 	episodes        causality.Config
 	noTraces        bool
 	noLogs          bool
+	metricsAddr     string
+	pprof           bool
 }
 
 func runFlags(o *runOptions) *flag.FlagSet {
@@ -93,6 +95,8 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.IntVar(&o.episodes.MaxOpenEpisodes, "max-open-episodes", 10000, "open episodes held in memory; past it the least recently active is closed early")
 	fs.BoolVar(&o.noTraces, "no-traces", false, "export logs only")
 	fs.BoolVar(&o.noLogs, "no-logs", false, "export traces only")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-addr")
 	return fs
 }
 
@@ -152,6 +156,16 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stats := newStatsCollector()
+	hl := &health{}
+	hl.setReady(false, "caches not synced")
+	if o.metricsAddr != "" {
+		addr, err := serveMetrics(ctx, o.metricsAddr, newRegistry(stats), hl, o.pprof, log)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		log.Info("serving metrics", "addr", addr.String())
+	}
 	var sinks []sink
 	p := &pipeline{engine: engine}
 	if !o.noLogs {
@@ -161,6 +175,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		logs := otlp.NewLogSink(exp, res, o.otlp, log.With("output", "otlp-logs"))
 		sinks = append(sinks, logs)
+		stats.outputs["otlp-logs"] = logs.Stats
 		p.emitLog = func(ctx context.Context, occ *convert.Occurrence) error {
 			return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), func() {})
 		}
@@ -172,6 +187,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		traces := otlp.NewTraceSink(exp, res, o.otlp, log.With("output", "otlp-traces"))
 		sinks = append(sinks, traces)
+		stats.outputs["otlp-traces"] = traces.Stats
 		p.emitSpan = func(ctx context.Context, s causality.Span) error {
 			return traces.Emit(ctx, s, func() {})
 		}
@@ -190,6 +206,8 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	p.objects = objects
+	stats.objects = objects.Len
+	stats.engine = p.stats
 	handler := func(ctx context.Context, _ *eventsv1.Event, occ *convert.Occurrence) error {
 		return p.occurrence(ctx, occ)
 	}
@@ -205,6 +223,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
+	stats.source = func() (watch.SourceStats, bool) { return src.Stats(), true }
 	if err := objects.Start(ctx, kube.metadata); err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
@@ -217,6 +236,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if !src.WaitForSync(ctx) {
 		return errors.Join(errors.New("event informer did not sync before shutdown"), shutdown(sinks, o.shutdownTimeout))
 	}
+	hl.setReady(true, "")
 	log.Info("watching events", "api", src.API(), "objects", objects.Len(), "cluster", o.clusterName, "version", version)
 	go func() {
 		// Episodes close on the wall clock when idle or too old.
@@ -234,6 +254,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	src.Run(ctx)
+	hl.setReady(false, "shutting down")
 	log.Info("stopping: closing open episodes and flushing queued records", "timeout", o.shutdownTimeout)
 	fctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()

@@ -1,0 +1,142 @@
+//go:build ignore
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/dingtalk"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/kafka"
+)
+
+// fileConfig is the --config file (YAML). Flags given on the command line
+// override its OTLP settings and cluster name.
+type fileConfig struct {
+	ClusterName string     `json:"clusterName,omitempty"`
+	OTLP        otlpConfig `json:"otlp,omitempty"`
+	Sinks       sinks      `json:"sinks,omitempty"`
+}
+
+type otlpConfig struct {
+	Endpoint    string            `json:"endpoint,omitempty"`
+	Insecure    *bool             `json:"insecure,omitempty"`
+	Compression string            `json:"compression,omitempty"`
+	CAFile      string            `json:"caFile,omitempty"`
+	ClientCert  string            `json:"clientCert,omitempty"`
+	ClientKey   string            `json:"clientKey,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Timeout     string            `json:"timeout,omitempty"`
+}
+
+type sinks struct {
+	DingTalk []dingtalk.Config `json:"dingtalk,omitempty"`
+	Kafka    []kafka.Config    `json:"kafka,omitempty"`
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${VAR} with the variable's value; an unset variable is
+// an error naming it (never its would-be value).
+func expandEnv(data []byte, lookup func(string) (string, bool)) ([]byte, error) {
+	var missing []string
+	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		name := string(envRef.FindSubmatch(m)[1])
+		v, ok := lookup(name)
+		if !ok {
+			missing = append(missing, name)
+			return m
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variables not set: %v", missing)
+	}
+	return out, nil
+}
+
+// loadConfig reads, expands and strictly parses the config file, then
+// validates every part, naming the field at fault.
+func loadConfig(path string) (*fileConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	data, err = expandEnv(data, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	var c fileConfig
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *fileConfig) validate() error {
+	var errs []error
+	if c.OTLP.Timeout != "" {
+		if d, err := time.ParseDuration(c.OTLP.Timeout); err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("otlp.timeout: want a positive duration, got %q", c.OTLP.Timeout))
+		}
+	}
+	names := map[string]bool{}
+	for i := range c.Sinks.DingTalk {
+		s := &c.Sinks.DingTalk[i]
+		if err := s.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("sinks.dingtalk[%d] (%s): %w", i, s.Name, err))
+		}
+		if names["dingtalk/"+s.Name] {
+			errs = append(errs, fmt.Errorf("sinks.dingtalk[%d]: name %q used twice", i, s.Name))
+		}
+		names["dingtalk/"+s.Name] = true
+	}
+	for i := range c.Sinks.Kafka {
+		s := &c.Sinks.Kafka[i]
+		if err := s.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("sinks.kafka[%d] (%s): %w", i, s.Name, err))
+		}
+		if names["kafka/"+s.Name] {
+			errs = append(errs, fmt.Errorf("sinks.kafka[%d]: name %q used twice", i, s.Name))
+		}
+		names["kafka/"+s.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// apply fills run options from the file where no flag was given.
+func (c *fileConfig) apply(o *runOptions, set map[string]bool) error {
+	str := func(flag string, dst *string, v string) {
+		if !set[flag] && v != "" {
+			*dst = v
+		}
+	}
+	str("cluster-name", &o.clusterName, c.ClusterName)
+	str("otlp-endpoint", &o.otlp.Endpoint, c.OTLP.Endpoint)
+	str("otlp-compression", &o.otlp.Compression, c.OTLP.Compression)
+	str("otlp-ca-file", &o.otlp.CAFile, c.OTLP.CAFile)
+	str("otlp-client-cert", &o.otlp.ClientCertFile, c.OTLP.ClientCert)
+	str("otlp-client-key", &o.otlp.ClientKeyFile, c.OTLP.ClientKey)
+	if !set["otlp-insecure"] && c.OTLP.Insecure != nil {
+		o.otlp.Insecure = *c.OTLP.Insecure
+	}
+	if !set["otlp-timeout"] && c.OTLP.Timeout != "" {
+		d, err := time.ParseDuration(c.OTLP.Timeout)
+		if err != nil {
+			return fmt.Errorf("otlp.timeout: %w", err)
+		}
+		o.otlp.Timeout = d
+	}
+	if !set["otlp-header"] && len(c.OTLP.Headers) > 0 {
+		o.otlp.Headers = c.OTLP.Headers
+	}
+	return nil
+}

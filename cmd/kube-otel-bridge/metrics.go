@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
+	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
+)
+
+const ns = "kube_otel_bridge"
+
+// statsCollector reads the components' own counters at scrape time, so the
+// hot path carries no metric calls and there is no global registry.
+type statsCollector struct {
+	source  func() (watch.SourceStats, bool)
+	engine  func() causality.Stats
+	outputs map[string]func() otlp.Stats // by output name: otlp-logs, otlp-traces, …
+	sinks   map[string]func() SinkStats  // side-sinks by type/name
+	objects func() int
+
+	received, occurrences, held, unresolved, watchErrors, failed *prometheus.Desc
+	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit             *prometheus.Desc
+	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped         *prometheus.Desc
+	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached     *prometheus.Desc
+}
+
+// SinkStats are the counters a side-sink reports.
+type SinkStats struct {
+	Delivered, Digests, Digested, Rejected, Retries, Filtered uint64
+	QueueDepth                                                int
+}
+
+func newStatsCollector() *statsCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(ns+"_"+name, help, labels, nil)
+	}
+	return &statsCollector{
+		outputs:        map[string]func() otlp.Stats{},
+		sinks:          map[string]func() SinkStats{},
+		received:       d("events_received_total", "Event objects added or updated as seen by the watch."),
+		occurrences:    d("occurrences_total", "Event occurrences (one per new count) handed to the pipeline."),
+		held:           d("occurrences_waiting", "Occurrences waiting for their object to reach the cache."),
+		unresolved:     d("occurrences_without_owners_total", "Occurrences emitted without an owner chain (object never seen)."),
+		watchErrors:    d("watch_restarts_total", "Watch errors after which an informer re-listed or re-watched."),
+		failed:         d("occurrences_failed_total", "Occurrences an output refused (never expected)."),
+		openEpisodes:   d("open_episodes", "Episodes (traces) open now."),
+		episodesOpened: d("episodes_opened_total", "Episodes opened."),
+		episodesClosed: d("episodes_closed_total", "Episodes closed, by reason.", "reason"),
+		evicted:        d("episodes_evicted_total", "Episodes closed early because --max-open-episodes was reached."),
+		overLimit:      d("episode_objects_over_limit_total", "Objects attached to their root because an episode held too many."),
+		exported:       d("exported_total", "Items accepted by the collector, by output (otlp-logs: records, otlp-traces: spans).", "output"),
+		exportErrors:   d("export_errors_total", "Failed export attempts (retried), by output.", "output"),
+		rejected:       d("export_rejected_total", "Items the collector rejected as invalid (dropped after splitting the batch), by output.", "output"),
+		queueDepth:     d("queue_depth", "Items queued and not yet acknowledged, by output.", "output"),
+		queueCapacity:  d("queue_capacity", "Queue capacity, by output.", "output"),
+		dropped:        d("dropped_total", "Items dropped by the bridge: expected to stay 0 (backpressure instead).", "output"),
+		sinkPosted:     d("sink_delivered_total", "Alerts delivered by a side-sink (posts or records).", "sink"),
+		sinkDigests:    d("sink_digests_total", "Digest messages posted by a side-sink.", "sink"),
+		sinkDigested:   d("sink_digested_total", "Alerts counted in a digest instead of posted alone.", "sink"),
+		sinkRejected:   d("sink_rejected_total", "Alerts the side-sink's service rejected permanently.", "sink"),
+		sinkRetries:    d("sink_retries_total", "Retried side-sink deliveries.", "sink"),
+		cached:         d("cached_objects", "Objects and tombstones in the slim object cache."),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	if c.source != nil {
+		if s, ok := c.source(); ok {
+			counter(c.received, s.Received)
+			counter(c.occurrences, s.Occurrences)
+			gauge(c.held, float64(s.Held))
+			counter(c.unresolved, s.Unresolved)
+			counter(c.watchErrors, s.WatchErrors)
+			counter(c.failed, s.Failed)
+		}
+	}
+	if c.engine != nil {
+		s := c.engine()
+		gauge(c.openEpisodes, float64(s.OpenEpisodes))
+		counter(c.episodesOpened, s.EpisodesOpened)
+		for _, r := range []string{causality.CloseIdle, causality.CloseMax, causality.CloseDeleted, causality.CloseNewGeneration,
+			causality.CloseNewRun, causality.CloseLimit, causality.CloseFlush} {
+			counter(c.episodesClosed, s.EpisodesClosed[r], r)
+		}
+		counter(c.evicted, s.EvictedEpisodes)
+		counter(c.overLimit, s.ObjectsOverLimit)
+	}
+	for name, f := range c.outputs {
+		s := f()
+		counter(c.exported, s.Exported, name)
+		counter(c.exportErrors, s.FailedAttempts, name)
+		counter(c.rejected, s.Rejected, name)
+		gauge(c.queueDepth, float64(s.QueueDepth), name)
+		gauge(c.queueCapacity, float64(s.QueueCapacity), name)
+		counter(c.dropped, 0, name)
+	}
+	for name, f := range c.sinks {
+		s := f()
+		counter(c.sinkPosted, s.Delivered, name)
+		counter(c.sinkDigests, s.Digests, name)
+		counter(c.sinkDigested, s.Digested, name)
+		counter(c.sinkRejected, s.Rejected, name)
+		counter(c.sinkRetries, s.Retries, name)
+		gauge(c.queueDepth, float64(s.QueueDepth), name)
+	}
+	if c.objects != nil {
+		gauge(c.cached, float64(c.objects()))
+	}
+}
+
+// health is what /healthz and /readyz report.
+type health struct {
+	ready  atomic.Bool // caches synced and, with leader election, role known
+	reason atomic.Value
+}
+
+func (h *health) setReady(ok bool, reason string) {
+	h.ready.Store(ok)
+	h.reason.Store(reason)
+}
+
+// serveMetrics serves /metrics, /healthz, /readyz (and /debug/pprof/ when
+// pprof is true) until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, h *health, pprofOn bool, log *slog.Logger) (net.Addr, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			r, _ := h.reason.Load().(string)
+			_, _ = w.Write([]byte("not ready: " + r + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return l.Addr(), nil
+}
+
+func newRegistry(c *statsCollector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
