@@ -43,6 +43,8 @@ type SourceOptions struct {
 	OwnerWait time.Duration
 	// QueueSize bounds the events handed from the informer to the worker.
 	QueueSize int
+	// Accept, if set, keeps only the Events it returns true for (sharding).
+	Accept func(ev *eventsv1.Event) bool
 	Convert   convert.Options
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -205,7 +207,7 @@ func toEventsV1(obj any) *eventsv1.Event {
 
 func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 	ev := toEventsV1(obj)
-	if ev == nil {
+	if ev == nil || (s.opts.Accept != nil && !s.opts.Accept(ev)) {
 		return
 	}
 	s.stats.received.Add(1)

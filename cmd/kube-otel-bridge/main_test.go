@@ -65,3 +65,26 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestShards(t *testing.T) {
+	for _, bad := range []string{"1", "2/2", "-1/3", "a/b", "0/0"} {
+		if _, _, err := parseShard(bad); err == nil {
+			t.Errorf("--shard %q accepted", bad)
+		}
+	}
+	counts := make([]int, 4)
+	for i := range 400 {
+		counts[shardOf("ns-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26)), 4)]++
+	}
+	for i, c := range counts {
+		if c == 0 {
+			t.Errorf("shard %d got no namespace of 400", i)
+		}
+	}
+	if shardOf("", 4) != 0 {
+		t.Error("cluster-scoped objects must go to shard 0")
+	}
+	if shardOf("shop", 4) != shardOf("shop", 4) {
+		t.Error("shard of a namespace must be stable")
+	}
+}

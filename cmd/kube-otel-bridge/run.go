@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -62,6 +63,10 @@ type runOptions struct {
 	noLogs          bool
 	metricsAddr     string
 	pprof           bool
+	leaderElect     bool
+	stateNamespace  string
+	leaseName       string
+	shard           string
 }
 
 func runFlags(o *runOptions) *flag.FlagSet {
@@ -97,6 +102,10 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.noLogs, "no-logs", false, "export traces only")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-addr")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "run several replicas: one active, elected with a Lease in --state-namespace")
+	fs.StringVar(&o.stateNamespace, "state-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the bridge's Lease and checkpoint (default $POD_NAMESPACE)")
+	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
+	fs.StringVar(&o.shard, "shard", "", "I/N: take only the namespaces whose hash mod N is I (cluster-scoped objects go to shard 0)")
 	return fs
 }
 
@@ -109,6 +118,12 @@ func (o *runOptions) validate() error {
 	}
 	if o.maxMessageBytes <= 0 {
 		return fmt.Errorf("--max-message-bytes must be positive, got %d", o.maxMessageBytes)
+	}
+	if o.leaderElect && o.stateNamespace == "" {
+		return errors.New("--leader-elect needs --state-namespace (or $POD_NAMESPACE)")
+	}
+	if _, _, err := parseShard(o.shard); err != nil {
+		return err
 	}
 	if o.noTraces && o.noLogs {
 		return errors.New("--no-traces and --no-logs leave nothing to export")
@@ -166,6 +181,18 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		log.Info("serving metrics", "addr", addr.String())
 	}
+	run := func(ctx context.Context) error {
+		return runPipeline(ctx, &o, kube, res, engine, stats, hl, log)
+	}
+	if !o.leaderElect {
+		return run(ctx)
+	}
+	return leaderElect(ctx, &o, kube, hl, log, run)
+}
+
+// runPipeline watches and exports until ctx ends, then flushes.
+func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *resource.Resource, engine *causality.Engine,
+	stats *statsCollector, hl *health, log *slog.Logger) error {
 	var sinks []sink
 	p := &pipeline{engine: engine}
 	if !o.noLogs {
@@ -219,6 +246,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		OwnerWait:         o.ownerWait,
 		Convert:           convert.Options{MaxMessageBytes: o.maxMessageBytes},
 		Logger:            log,
+		Accept:            shardFilter(o.shard),
 	})
 	if err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
