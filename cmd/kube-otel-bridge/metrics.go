@@ -30,10 +30,10 @@ type statsCollector struct {
 	sinks   map[string]func() SinkStats  // side-sinks by type/name
 	objects func() int
 
-	received, occurrences, held, unresolved, watchErrors, failed *prometheus.Desc
-	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit             *prometheus.Desc
-	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped         *prometheus.Desc
-	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached     *prometheus.Desc
+	received, occurrences, held, unresolved, watchErrors, failed             *prometheus.Desc
+	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit         *prometheus.Desc
+	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
+	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
 }
 
 // SinkStats are the counters a side-sink reports.

@@ -28,7 +28,9 @@ func TestMetricsAndHealth(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := newStatsCollector()
-	c.source = func() (watch.SourceStats, bool) { return watch.SourceStats{Received: 7, Occurrences: 5, WatchErrors: 1}, true }
+	c.source = func() (watch.SourceStats, bool) {
+		return watch.SourceStats{Received: 7, Occurrences: 5, WatchErrors: 1}, true
+	}
 	c.engine = func() causality.Stats {
 		return causality.Stats{OpenEpisodes: 3, EpisodesClosed: map[string]uint64{causality.CloseIdle: 2}}
 	}

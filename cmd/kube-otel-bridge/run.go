@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,10 +115,15 @@ func (o *runOptions) validate() error {
 		o.otlp.Headers = nil
 	}
 	if err := o.otlp.Validate(); err != nil {
-		return err
+		return otlpFlagNames.Replace(err.Error())
 	}
 	if o.maxMessageBytes <= 0 {
 		return fmt.Errorf("--max-message-bytes must be positive, got %d", o.maxMessageBytes)
+	}
+	for _, ns := range watch.SplitList(o.excludeNS) {
+		if slices.Contains(watch.SplitList(o.namespaces), ns) {
+			return fmt.Errorf("--exclude-namespaces: namespace %q is also in --namespaces", ns)
+		}
 	}
 	if o.leaderElect && o.stateNamespace == "" {
 		return errors.New("--leader-elect needs --state-namespace (or $POD_NAMESPACE)")
@@ -256,13 +262,13 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if !objects.WaitForSync(ctx) {
-		return errors.Join(errors.New("object caches did not sync before shutdown"), shutdown(sinks, o.shutdownTimeout))
+		return shutdown(sinks, o.shutdownTimeout) // stopped before the caches synced
 	}
 	if err := src.Start(ctx); err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if !src.WaitForSync(ctx) {
-		return errors.Join(errors.New("event informer did not sync before shutdown"), shutdown(sinks, o.shutdownTimeout))
+		return shutdown(sinks, o.shutdownTimeout)
 	}
 	hl.setReady(true, "")
 	log.Info("watching events", "api", src.API(), "objects", objects.Len(), "cluster", o.clusterName, "version", version)
@@ -284,12 +290,13 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 	src.Run(ctx)
 	hl.setReady(false, "shutting down")
 	log.Info("stopping: closing open episodes and flushing queued records", "timeout", o.shutdownTimeout)
+	// One deadline for all of the shutdown.
 	fctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	// Without a checkpoint (yet), open episodes end here so that every
 	// exported event span has its parents exported too.
 	flushErr := p.flush(fctx)
-	return errors.Join(flushErr, shutdown(sinks, o.shutdownTimeout))
+	return errors.Join(flushErr, shutdownCtx(fctx, sinks))
 }
 
 // sink is an output that flushes on shutdown.
@@ -300,6 +307,10 @@ type sink interface {
 func shutdown(sinks []sink, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	return shutdownCtx(ctx, sinks)
+}
+
+func shutdownCtx(ctx context.Context, sinks []sink) error {
 	var errs []error
 	for _, s := range sinks {
 		if err := s.Shutdown(ctx); err != nil {
@@ -308,6 +319,25 @@ func shutdown(sinks []sink, timeout time.Duration) error {
 	}
 	return errors.Join(errs...)
 }
+
+// otlpFlagNames turns otlp.Config field names in errors into the flags (and
+// config file keys) a user sets.
+var otlpFlagNames = replacer(
+	"Endpoint", "--otlp-endpoint (otlp.endpoint)",
+	"ClientCertFile", "--otlp-client-cert (otlp.clientCert)",
+	"ClientKeyFile", "--otlp-client-key (otlp.clientKey)",
+	"CAFile", "--otlp-ca-file (otlp.caFile)",
+	"Compression", "--otlp-compression (otlp.compression)",
+	"Headers", "--otlp-header (otlp.headers)",
+	"Timeout", "--otlp-timeout (otlp.timeout)",
+	"Insecure", "--otlp-insecure (otlp.insecure)",
+)
+
+type errReplacer struct{ r *strings.Replacer }
+
+func replacer(pairs ...string) errReplacer { return errReplacer{strings.NewReplacer(pairs...)} }
+
+func (e errReplacer) Replace(msg string) error { return errors.New(e.r.Replace(msg)) }
 
 // bridgeResource is the OTLP resource of the bridge's records: the standard
 // OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, overridden by the flags.

@@ -35,7 +35,7 @@ const (
 	nodeAnnotationValue = "fake"
 
 	// maxContainerEvents is how many containers per pod get their own
-	// Pulling/Pulled/Created/Started/Killing events (the rest share the last one's).
+	// Pulling/Pulled/Created/Started/Killing events (more are rare in tests).
 	maxContainerEvents = 4
 )
 
@@ -71,7 +71,10 @@ type stage struct {
 	jitterMs int64
 	// repeat: the delay comes from AnnotationRepeatInterval (default 1s).
 	repeat bool
-	steps  []map[string]any
+	// each, if set, is an event emitted once per container before steps;
+	// the stage is expanded into one variant per container count.
+	each  *event
+	steps []map[string]any
 }
 
 func (s stage) doc() map[string]any {
@@ -102,7 +105,7 @@ func (s stage) doc() map[string]any {
 // fake kubelets behave like real ones as far as Events go.
 func StagesYAML() ([]byte, error) {
 	var buf bytes.Buffer
-	for i, s := range append(podStages(), nodeStages()...) {
+	for i, s := range expand(append(podStages(), nodeStages()...)) {
 		b, err := yaml.Marshal(s.doc())
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: %w", s.name, err)
@@ -166,7 +169,7 @@ func podEvent(e event, containerIdx int) map[string]any {
 		vars, count, first = repeatVars, "{{ $n }}", "{{ $first | Quote }}"
 	}
 	tmpl := vars + fmt.Sprintf(`{{ $cs := .spec.containers }}
-{{ $c := index $cs (min %d (sub (len $cs) 1)) }}
+{{ $c := index $cs %d }}
 {{ $msg := %s }}
 apiVersion: v1
 kind: Event
@@ -195,22 +198,42 @@ count: %s
 	return map[string]any{"apply": map[string]any{"template": tmpl}}
 }
 
-// perContainer emits e once for each container (up to maxContainerEvents).
-// Steps past the last container re-apply its event unchanged, a no-op.
-func perContainer(e event) []map[string]any {
-	steps := make([]map[string]any, 0, maxContainerEvents)
-	for i := range maxContainerEvents {
+// expand turns each stage with a per-container event into variants selected
+// by the pod's container count, so that every container gets its event
+// exactly once (kwok steps cannot loop): n = 1..maxContainerEvents, and one
+// for more containers, where the first maxContainerEvents get events.
+func expand(stages []stage) []stage {
+	var out []stage
+	countKey := ".spec.containers | length | tostring"
+	for _, st := range stages {
+		if st.each == nil {
+			out = append(out, st)
+			continue
+		}
+		var counts []string
+		for n := 1; n <= maxContainerEvents; n++ {
+			v := st
+			v.name = fmt.Sprintf("%s-%d", st.name, n)
+			v.match = append(append([]expr(nil), st.match...), in(countKey, fmt.Sprint(n)))
+			v.steps = append(eventSteps(*st.each, n), st.steps...)
+			out = append(out, v)
+			counts = append(counts, fmt.Sprint(n))
+		}
+		v := st
+		v.name = st.name + "-more"
+		v.match = append(append([]expr(nil), st.match...), notIn(countKey, counts...))
+		v.steps = append(eventSteps(*st.each, maxContainerEvents), st.steps...)
+		out = append(out, v)
+	}
+	return out
+}
+
+func eventSteps(e event, n int) []map[string]any {
+	steps := make([]map[string]any, 0, n)
+	for i := range n {
 		steps = append(steps, podEvent(e, i))
 	}
 	return steps
-}
-
-func concat(parts ...[]map[string]any) []map[string]any {
-	var out []map[string]any
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
 }
 
 func one(steps ...map[string]any) []map[string]any { return steps }
@@ -283,7 +306,8 @@ startTime: {{ Now | Quote }}
 		{
 			name: "kubelet-pulling", kind: "Pod", delayMs: 20, jitterMs: 80,
 			match: []expr{alive, atStep("pull")},
-			steps: concat(perContainer(event{typ: "Normal", reason: "Pulling", message: image}), one(setStep("pulling"))),
+			each:  &event{typ: "Normal", reason: "Pulling", message: image},
+			steps: one(setStep("pulling")),
 		},
 		{
 			name: "kubelet-pull-failed", kind: "Pod", delayMs: 300, jitterMs: 300,
@@ -309,17 +333,20 @@ startTime: {{ Now | Quote }}
 		{
 			name: "kubelet-pulled", kind: "Pod", delayMs: 300, jitterMs: 500,
 			match: []expr{alive, atStep("pulling"), notIn(annotation(AnnotationFailure), FailureImagePull)},
-			steps: concat(perContainer(event{typ: "Normal", reason: "Pulled", message: pulled}), one(setStep("pulled"))),
+			each:  &event{typ: "Normal", reason: "Pulled", message: pulled},
+			steps: one(setStep("pulled")),
 		},
 		{
 			name: "kubelet-created", kind: "Pod", delayMs: 50, jitterMs: 100,
 			match: []expr{alive, atStep("pulled")},
-			steps: concat(perContainer(event{typ: "Normal", reason: "Created", message: `printf "Created container: %s" $c.name`}), one(setStep("created"))),
+			each:  &event{typ: "Normal", reason: "Created", message: `printf "Created container: %s" $c.name`},
+			steps: one(setStep("created")),
 		},
 		{
 			name: "kubelet-started", kind: "Pod", delayMs: 50, jitterMs: 100,
 			match: []expr{alive, atStep("created")},
-			steps: concat(perContainer(event{typ: "Normal", reason: "Started", message: `printf "Started container %s" $c.name`}), one(setStep("started"))),
+			each:  &event{typ: "Normal", reason: "Started", message: `printf "Started container %s" $c.name`},
+			steps: one(setStep("started")),
 		},
 		{
 			name: "kubelet-ready", kind: "Pod", delayMs: 50, jitterMs: 100,
@@ -375,7 +402,8 @@ startTime: {{ Now | Quote }}
 			// Deleting a pod whose containers run: Killing per container, then gone.
 			name: "kubelet-killing", kind: "Pod", delayMs: 100, jitterMs: 200,
 			match: []expr{exists(".metadata.deletionTimestamp"), doesNotExist(".metadata.finalizers"), in(annotation(annotationStep), killable...)},
-			steps: concat(perContainer(event{typ: "Normal", reason: "Killing", message: `printf "Stopping container %s" $c.name`}), one(map[string]any{"delete": true})),
+			each:  &event{typ: "Normal", reason: "Killing", message: `printf "Stopping container %s" $c.name`},
+			steps: one(map[string]any{"delete": true}),
 		},
 		{
 			name: "kubelet-delete", kind: "Pod", delayMs: 50, jitterMs: 100,
