@@ -122,7 +122,7 @@ func (o *runOptions) validate() error {
 	}
 	for _, ns := range watch.SplitList(o.excludeNS) {
 		if slices.Contains(watch.SplitList(o.namespaces), ns) {
-			return fmt.Errorf("--exclude-namespaces: namespace %q is also in --namespaces", ns)
+			return fmt.Errorf("--exclude-namespaces: namespace %q is both included (--namespaces) and excluded", ns)
 		}
 	}
 	if o.leaderElect && o.stateNamespace == "" {

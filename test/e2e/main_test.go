@@ -204,7 +204,7 @@ func launchBridge(t *testing.T, endpoint string, o bridgeOpts) *bridge {
 	args := []string{"run",
 		"--kubeconfig", shared.Kubeconfig,
 		"--otlp-endpoint", endpoint,
-		"--cluster-name", "e2e",
+		"--cluster-name", "e2e", "--metrics-addr", "127.0.0.1:0",
 		"--log-format", "text",
 		"--otlp-timeout", "2s",
 	}
