@@ -1,8 +1,7 @@
-//go:build ignore
-
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -41,23 +40,30 @@ type sinks struct {
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// expandEnv replaces ${VAR} with the variable's value; an unset variable is
-// an error naming it (never its would-be value).
-func expandEnv(data []byte, lookup func(string) (string, bool)) ([]byte, error) {
-	var missing []string
-	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
-		name := string(envRef.FindSubmatch(m)[1])
-		v, ok := lookup(name)
-		if !ok {
-			missing = append(missing, name)
-			return m
+// expandValues replaces ${VAR} in every string value of a parsed document;
+// unset variables are collected by name (never their would-be values).
+func expandValues(v any, lookup func(string) (string, bool), missing *[]string) any {
+	switch t := v.(type) {
+	case string:
+		return envRef.ReplaceAllStringFunc(t, func(m string) string {
+			name := envRef.FindStringSubmatch(m)[1]
+			val, ok := lookup(name)
+			if !ok {
+				*missing = append(*missing, name)
+				return m
+			}
+			return val
+		})
+	case map[string]any:
+		for k, e := range t {
+			t[k] = expandValues(e, lookup, missing)
 		}
-		return []byte(v)
-	})
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("environment variables not set: %v", missing)
+	case []any:
+		for i, e := range t {
+			t[i] = expandValues(e, lookup, missing)
+		}
 	}
-	return out, nil
+	return v
 }
 
 // loadConfig reads, expands and strictly parses the config file, then
@@ -67,12 +73,27 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	data, err = expandEnv(data, os.LookupEnv)
+	return parseConfig(path, data, os.LookupEnv)
+}
+
+func parseConfig(path string, data []byte, lookup func(string) (string, bool)) (*fileConfig, error) {
+	// ${VAR} is expanded in values only, after parsing, so comments may
+	// mention variables and a value can never inject YAML structure.
+	var tree any
+	if err := yaml.Unmarshal(data, &tree); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	var missing []string
+	tree = expandValues(tree, lookup, &missing)
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("config %s: environment variables not set: %v", path, missing)
+	}
+	expanded, err := json.Marshal(tree)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	var c fileConfig
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	if err := yaml.UnmarshalStrict(expanded, &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.validate(); err != nil {

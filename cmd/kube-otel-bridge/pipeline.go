@@ -22,6 +22,13 @@ type pipeline struct {
 	engine   *causality.Engine
 	emitSpan func(ctx context.Context, s causality.Span) error
 	emitLog  func(ctx context.Context, o *convert.Occurrence) error
+	// side are the alert sinks (DingTalk, Kafka); each filters for itself.
+	side []sideSink
+}
+
+// sideSink is an alert output that takes occurrences with their trace IDs.
+type sideSink interface {
+	Emit(ctx context.Context, o *convert.Occurrence, ack func()) error
 }
 
 // occurrence runs one occurrence through the engine and emits its outputs:
@@ -39,6 +46,11 @@ func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error 
 	o.TraceID, o.SpanID = res.TraceID, res.SpanID
 	if err := p.spans(ctx, res.Spans); err != nil {
 		return err
+	}
+	for _, s := range p.side {
+		if err := s.Emit(ctx, o, func() {}); err != nil {
+			return err
+		}
 	}
 	if p.emitLog == nil {
 		return nil

@@ -17,6 +17,8 @@ import (
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/dingtalk"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/kafka"
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
@@ -62,6 +64,8 @@ type runOptions struct {
 	episodes        causality.Config
 	noTraces        bool
 	noLogs          bool
+	configFile      string
+	config          *fileConfig
 	metricsAddr     string
 	pprof           bool
 	leaderElect     bool
@@ -72,6 +76,7 @@ type runOptions struct {
 
 func runFlags(o *runOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.configFile, "config", "", "YAML config file (cluster name, OTLP, DingTalk and Kafka sinks); flags override its OTLP settings")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
 	fs.StringVar(&o.clusterName, "cluster-name", "", "k8s.cluster.name on every record and span")
 	fs.StringVar(&o.serviceName, "service-name", "", "service.name of the bridge's resource (default $OTEL_SERVICE_NAME, else kube-otel-bridge)")
@@ -153,6 +158,18 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if o.configFile != "" {
+		c, err := loadConfig(o.configFile)
+		if err != nil {
+			return err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if err := c.apply(&o, set); err != nil {
+			return fmt.Errorf("config %s: %w", o.configFile, err)
+		}
+		o.config = c
+	}
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -211,6 +228,32 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		stats.outputs["otlp-logs"] = logs.Stats
 		p.emitLog = func(ctx context.Context, occ *convert.Occurrence) error {
 			return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), func() {})
+		}
+	}
+	if o.config != nil {
+		for _, c := range o.config.Sinks.DingTalk {
+			d, err := dingtalk.New(c, o.clusterName, log.With("sink", "dingtalk/"+c.Name))
+			if err != nil {
+				return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
+			}
+			sinks = append(sinks, d)
+			p.side = append(p.side, d)
+			stats.sinks["dingtalk/"+c.Name] = func() SinkStats {
+				s := d.Stats()
+				return SinkStats{Delivered: s.Posted, Digests: s.Digests, Digested: s.Digested, Rejected: s.Rejected, Retries: s.Retries, Filtered: s.Filtered, QueueDepth: int(s.Pending)}
+			}
+		}
+		for _, c := range o.config.Sinks.Kafka {
+			k, err := kafka.New(c, o.clusterName, log.With("sink", "kafka/"+c.Name))
+			if err != nil {
+				return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
+			}
+			sinks = append(sinks, k)
+			p.side = append(p.side, k)
+			stats.sinks["kafka/"+c.Name] = func() SinkStats {
+				s := k.Stats()
+				return SinkStats{Delivered: s.Produced, Rejected: s.Rejected, Retries: s.FailedAttempts, Filtered: s.FilteredOut, QueueDepth: s.Buffered}
+			}
 		}
 	}
 	if !o.noTraces {
