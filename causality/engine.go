@@ -131,6 +131,7 @@ type lastEpisode struct {
 	rootID  trace.SpanID
 	gen     int64
 	seq     int
+	closed  time.Time // virtual clock
 }
 
 // New returns an engine.
@@ -200,13 +201,20 @@ func (e *Engine) Observe(in Input) Result {
 	case ep == nil:
 	case in.RootGeneration > ep.gen && ep.gen > 0:
 		reason = CloseNewGeneration
-	case root.Kind == "CronJob" && o.Reason == "SuccessfulCreate" && o.Regarding.UID == root.UID && ep.events > 0:
-		// Each scheduled run of a CronJob is its own episode.
+	case root.Kind == "CronJob" && o.Reason == "SuccessfulCreate" && o.Regarding.UID == root.UID && ep.hasOtherRun(o):
+		// Each scheduled run of a CronJob is its own episode. The run's own
+		// Job and pod events may come before the CronJob's "Created job":
+		// only another run's Job in the episode makes this a new run.
 		reason = CloseNewRun
 	}
 	if reason != "" {
 		out = e.close(ep, reason, out)
 		ep = nil
+	}
+	if ep != nil && ep.gen == 0 {
+		// Opened before the root was cached: its generation, once known,
+		// is the one a later rollout is compared with.
+		ep.gen = in.RootGeneration
 	}
 	if ep == nil {
 		if len(e.open) >= e.cfg.MaxOpenEpisodes {
@@ -226,6 +234,11 @@ func (e *Engine) Observe(in Input) Result {
 func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 	prev, hasPrev := e.last[rk]
 	gen := in.RootGeneration
+	if hasPrev && gen < prev.gen {
+		// Generations never go back: an unknown (0, the root not cached)
+		// or stale one is the last known, so episode keys never repeat.
+		gen = prev.gen
+	}
 	seq := 0
 	if hasPrev && prev.gen == gen {
 		seq = prev.seq + 1
@@ -235,7 +248,6 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 	ep.gen, ep.seq = gen, seq
 	if tp, ok := parseTraceparent(in.RootTraceparent); ok {
 		ep.traceID, ep.remoteParent = tp.TraceID(), tp.SpanID()
-		ep.rootID = objectSpanID(ep.traceID, rk)
 	}
 	if hasPrev {
 		ep.links = append(ep.links, Link{TraceID: prev.traceID, SpanID: prev.rootID})
@@ -314,7 +326,7 @@ func sortEpisodes(eps []*episode) {
 
 func (e *Engine) close(ep *episode, reason string, out []Span) []Span {
 	delete(e.open, ep.rootKey)
-	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq}
+	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq, closed: ep.lastActive}
 	e.stats.EpisodesClosed[reason]++
 	for uid := range ep.objects {
 		delete(e.podNodes, uid)

@@ -45,6 +45,12 @@ type SourceOptions struct {
 	QueueSize int
 	// Accept, if set, keeps only the Events it returns true for (sharding).
 	Accept func(ev *eventsv1.Event) bool
+	// Tracker, if set, follows each update until its occurrences are done
+	// (the handler calls DoneFromContext(ctx)() once all outputs acked).
+	Tracker *Tracker
+	// Resume is the checkpoint of a previous run: Events listed at start
+	// emit only the counts it does not cover (instead of InitialLookback).
+	Resume *Checkpoint
 	Convert   convert.Options
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -73,7 +79,8 @@ func (o SourceOptions) Validate() error {
 // EventSource watches Events and hands each new occurrence, with its owner
 // chain resolved through the object cache, to a Handler.
 type EventSource struct {
-	stats sourceCounters
+	stats   sourceCounters
+	include map[string]bool // namespaces picked client-side (several --namespaces)
 
 	opts    SourceOptions
 	client  kubernetes.Interface
@@ -94,6 +101,8 @@ type observed struct {
 	// deleted: the Event was deleted; its dedup state is dropped in queue
 	// order, after any update of it still queued.
 	deleted bool
+	// synced marks the end of the initial list in the queue.
+	synced bool
 }
 
 // NewEventSource returns a source; Run starts it.
@@ -133,9 +142,18 @@ func (s *EventSource) Start(ctx context.Context) error {
 			s.api = "v1"
 		}
 	}
-	namespaces := s.opts.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
+	// One informer, so that the watch delivers updates in resourceVersion
+	// order (the checkpoint's watermark relies on it): scoped to the
+	// namespace when there is one, else all namespaces with the included
+	// ones picked here.
+	namespaces := []string{metav1.NamespaceAll}
+	if len(s.opts.Namespaces) == 1 {
+		namespaces = s.opts.Namespaces
+	} else if len(s.opts.Namespaces) > 1 {
+		s.include = map[string]bool{}
+		for _, ns := range s.opts.Namespaces {
+			s.include[ns] = true
+		}
 	}
 	// Excluded namespaces are filtered by the API server, not here.
 	var exclude []fields.Selector
@@ -173,18 +191,30 @@ func (s *EventSource) Start(ctx context.Context) error {
 			return fmt.Errorf("event source: %w", err)
 		}
 		s.informers = append(s.informers, inf)
+		if s.opts.Tracker != nil {
+			s.opts.Tracker.SetLimit(func() uint64 { return ParseRV(inf.LastSyncResourceVersion()) })
+		}
 		f.Start(ctx.Done())
 	}
 	return nil
 }
 
-// WaitForSync waits until the Event informers have listed.
+// WaitForSync waits until the Event informers have listed, then queues a
+// marker: when the worker reaches it, the initial list is processed.
 func (s *EventSource) WaitForSync(ctx context.Context) bool {
 	syncs := make([]cache.InformerSynced, 0, len(s.informers))
 	for _, inf := range s.informers {
 		syncs = append(syncs, inf.HasSynced)
 	}
-	return cache.WaitForCacheSync(ctx.Done(), syncs...)
+	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+		return false
+	}
+	select {
+	case s.queue <- observed{synced: true}:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // slimEvent drops managed fields before the informer stores the Event.
@@ -207,7 +237,7 @@ func toEventsV1(obj any) *eventsv1.Event {
 
 func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 	ev := toEventsV1(obj)
-	if ev == nil || (s.opts.Accept != nil && !s.opts.Accept(ev)) {
+	if ev == nil || (s.opts.Accept != nil && !s.opts.Accept(ev)) || (s.include != nil && !s.include[ev.Namespace]) {
 		return
 	}
 	s.stats.received.Add(1)
@@ -232,6 +262,7 @@ func (s *EventSource) enqueueDelete(ctx context.Context, obj any) {
 }
 
 type pending struct {
+	done     func()
 	ev       *eventsv1.Event
 	occ      convert.Occurrence
 	deadline time.Time
@@ -258,8 +289,18 @@ func (s *EventSource) Run(ctx context.Context) {
 }
 
 func (s *EventSource) process(ctx context.Context, ob observed, held []pending) []pending {
+	if ob.synced {
+		if s.opts.Tracker != nil {
+			s.opts.Tracker.SetReady()
+		}
+		return held
+	}
+	uid := string(ob.ev.UID)
 	if ob.deleted {
-		s.dedup.Forget(string(ob.ev.UID))
+		s.dedup.Forget(uid)
+		if s.opts.Tracker != nil {
+			s.opts.Tracker.Forget(uid)
+		}
 		return held
 	}
 	// Held occurrences whose object arrived meanwhile go first, so that a
@@ -267,26 +308,36 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 	if len(held) > 0 {
 		held = s.retry(ctx, held, false)
 	}
-	if ob.initial {
+	rv, count := ParseRV(ob.ev.ResourceVersion), convert.EventCount(ob.ev)
+	switch {
+	case ob.initial && s.opts.Resume != nil:
+		s.dedup.Baseline(uid, s.opts.Resume.DoneCount(uid, rv, ob.ev.CreationTimestamp.Time, count))
+	case ob.initial:
 		if t := convert.OccurrenceTime(ob.ev); t.Before(s.start.Add(-s.opts.InitialLookback)) {
-			s.dedup.Baseline(string(ob.ev.UID), convert.EventCount(ob.ev))
-			return held
+			s.dedup.Baseline(uid, count)
 		}
 	}
 	occs, err := Occurrences(s.dedup, ob.ev, ob.at, s.opts.Convert)
 	if err != nil {
 		s.opts.Logger.Error("cannot convert event", "err", err)
-		return held
+	}
+	done := func() {}
+	if s.opts.Tracker != nil {
+		done = s.opts.Tracker.Begin(uid, rv, ob.ev.CreationTimestamp.Time, count, len(occs))
+	}
+	octx := ctx
+	if len(occs) > 0 {
+		octx = context.WithValue(ctx, ackKey{}, done)
 	}
 	for i := range occs {
 		o := &occs[i]
 		chain, known := s.objects.Chain(o.Chain)
 		o.Chain = chain
 		if !known {
-			held = append(held, pending{ev: ob.ev, occ: *o, deadline: ob.at.Add(s.opts.OwnerWait)})
+			held = append(held, pending{ev: ob.ev, occ: *o, deadline: ob.at.Add(s.opts.OwnerWait), done: done})
 			continue
 		}
-		s.deliver(ctx, ob.ev, o)
+		s.deliver(octx, ob.ev, o)
 	}
 	return held
 }
@@ -305,7 +356,7 @@ func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []p
 				s.opts.Logger.Debug("owner not in cache, emitting without owner chain",
 					"kind", p.occ.Regarding.Kind, "name", p.occ.Regarding.Name, "namespace", p.occ.Regarding.Namespace)
 			}
-			s.deliver(ctx, p.ev, &p.occ)
+			s.deliver(context.WithValue(ctx, ackKey{}, p.done), p.ev, &p.occ)
 			continue
 		}
 		kept = append(kept, p)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,19 @@ type statsCollector struct {
 	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit         *prometheus.Desc
 	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
 	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
+	cpWatermark, cpEvents, cpAge                                             *prometheus.Desc
+
+	cpMu    sync.Mutex
+	cpWM    uint64
+	cpN     int
+	cpSaved time.Time
+}
+
+// setCheckpoint records the last saved checkpoint.
+func (c *statsCollector) setCheckpoint(wm uint64, n int, saved time.Time) {
+	c.cpMu.Lock()
+	c.cpWM, c.cpN, c.cpSaved = wm, n, saved
+	c.cpMu.Unlock()
 }
 
 // SinkStats are the counters a side-sink reports.
@@ -72,6 +86,9 @@ func newStatsCollector() *statsCollector {
 		sinkRejected:   d("sink_rejected_total", "Alerts the side-sink's service rejected permanently.", "sink"),
 		sinkRetries:    d("sink_retries_total", "Retried side-sink deliveries.", "sink"),
 		cached:         d("cached_objects", "Objects and tombstones in the slim object cache."),
+		cpWatermark:    d("checkpoint_watermark", "resourceVersion up to which every Event update is acknowledged by every output."),
+		cpEvents:       d("checkpoint_events", "Events tracked individually in the checkpoint."),
+		cpAge:          d("checkpoint_age_seconds", "Seconds since the checkpoint was last written (its lag)."),
 	}
 }
 
@@ -126,6 +143,13 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.objects != nil {
 		gauge(c.cached, float64(c.objects()))
 	}
+	c.cpMu.Lock()
+	if !c.cpSaved.IsZero() {
+		gauge(c.cpWatermark, float64(c.cpWM))
+		gauge(c.cpEvents, float64(c.cpN))
+		gauge(c.cpAge, time.Since(c.cpSaved).Seconds())
+	}
+	c.cpMu.Unlock()
 }
 
 // health is what /healthz and /readyz report.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -20,8 +21,8 @@ type pipeline struct {
 	objects  *watch.ObjectCache
 	mu       sync.Mutex
 	engine   *causality.Engine
-	emitSpan func(ctx context.Context, s causality.Span) error
-	emitLog  func(ctx context.Context, o *convert.Occurrence) error
+	emitSpan func(ctx context.Context, s causality.Span, ack func()) error
+	emitLog  func(ctx context.Context, o *convert.Occurrence, ack func()) error
 	// side are the alert sinks (DingTalk, Kafka); each filters for itself.
 	side []sideSink
 }
@@ -32,7 +33,10 @@ type sideSink interface {
 }
 
 // occurrence runs one occurrence through the engine and emits its outputs:
-// first the spans that are ready, then the log record linked to its span.
+// first the spans that are ready, then the alerts and the log record linked
+// to its span. When every output has acknowledged the occurrence (its own
+// event span, its log record, each side-sink), the watch's done callback
+// runs, and the checkpoint may move past it.
 func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error {
 	in := causality.Input{Occ: o, Now: o.Observed}
 	if n := len(o.Chain); n > 0 && o.Chain[n-1].UID != "" {
@@ -44,26 +48,54 @@ func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error 
 	res := p.engine.Observe(in)
 	p.mu.Unlock()
 	o.TraceID, o.SpanID = res.TraceID, res.SpanID
-	if err := p.spans(ctx, res.Spans); err != nil {
-		return err
+
+	done := watch.DoneFromContext(ctx)
+	var left atomic.Int32
+	left.Store(1) // held until every output has been handed the occurrence
+	ack := func() {
+		if left.Add(-1) == 0 {
+			done()
+		}
+	}
+	for i := range res.Spans {
+		s := res.Spans[i]
+		a := noAck
+		if s.Kind == causality.KindEvent && s.SpanID == res.SpanID {
+			left.Add(1)
+			a = ack
+		}
+		if p.emitSpan != nil {
+			if err := p.emitSpan(ctx, s, a); err != nil {
+				return err
+			}
+		} else if a != nil {
+			a()
+		}
 	}
 	for _, s := range p.side {
-		if err := s.Emit(ctx, o, func() {}); err != nil {
+		left.Add(1)
+		if err := s.Emit(ctx, o, ack); err != nil {
 			return err
 		}
 	}
-	if p.emitLog == nil {
-		return nil
+	if p.emitLog != nil {
+		left.Add(1)
+		if err := p.emitLog(ctx, o, ack); err != nil {
+			return err
+		}
 	}
-	return p.emitLog(ctx, o)
+	ack()
+	return nil
 }
+
+func noAck() {}
 
 func (p *pipeline) spans(ctx context.Context, spans []causality.Span) error {
 	if p.emitSpan == nil {
 		return nil
 	}
 	for i := range spans {
-		if err := p.emitSpan(ctx, spans[i]); err != nil {
+		if err := p.emitSpan(ctx, spans[i], noAck); err != nil {
 			return err
 		}
 	}

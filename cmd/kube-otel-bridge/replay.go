@@ -92,12 +92,14 @@ func replay(entries []watch.Entry, opts replayOptions) ([]convert.Occurrence, []
 	p := &pipeline{
 		objects: objects,
 		engine:  engine,
-		emitSpan: func(_ context.Context, s causality.Span) error {
+		emitSpan: func(_ context.Context, s causality.Span, ack func()) error {
 			spans = append(spans, s)
+			ack()
 			return nil
 		},
-		emitLog: func(_ context.Context, o *convert.Occurrence) error {
+		emitLog: func(_ context.Context, o *convert.Occurrence, ack func()) error {
 			occs = append(occs, *o)
+			ack()
 			return nil
 		},
 	}

@@ -276,11 +276,18 @@ func TestReplayShuffledSameStructure(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			entries := readEntries(t, recs[name])
 			want := structure(replayEntries(t, entries))
+			reordered := 0
 			for seed := uint64(1); seed <= 30; seed++ {
 				rng := rand.New(rand.NewPCG(seed, 42))
 				shuffled := shuffleWindows(readEntries(t, recs[name]), 3*time.Second, rng)
 				if len(shuffled) != len(entries) {
 					t.Fatalf("shuffle lost entries: %d of %d", len(shuffled), len(entries))
+				}
+				for i := range shuffled {
+					if !shuffled[i].At.Equal(entries[i].At) {
+						reordered++
+						break
+					}
 				}
 				occs, spans := replayEntries(t, shuffled)
 				for _, err := range replayInvariants(occs, spans) {
@@ -291,6 +298,9 @@ func TestReplayShuffledSameStructure(t *testing.T) {
 					_ = stdout.Tree(&tree, spans)
 					t.Fatalf("seed %d: structure differs from the recorded order:\n%s\n%s", seed, strings.Join(d, "\n"), tree.String())
 				}
+			}
+			if reordered == 0 && len(entries) > 3 {
+				t.Error("no seed changed the order: the shuffle tests nothing")
 			}
 		})
 	}

@@ -45,33 +45,36 @@ func (h headerFlag) Set(v string) error {
 
 // runOptions are the run command's settings.
 type runOptions struct {
-	kubeconfig      string
-	clusterName     string
-	serviceName     string
-	namespaces      string
-	excludeNS       string
-	eventsAPI       string
-	initialLookback time.Duration
-	tombstoneTTL    time.Duration
-	ownerWait       time.Duration
-	maxMessageBytes int
-	shutdownTimeout time.Duration
-	logLevel        string
-	logFormat       string
-	kubeQPS         float64
-	kubeBurst       int
-	otlp            otlp.Config
-	episodes        causality.Config
-	noTraces        bool
-	noLogs          bool
-	configFile      string
-	config          *fileConfig
-	metricsAddr     string
-	pprof           bool
-	leaderElect     bool
-	stateNamespace  string
-	leaseName       string
-	shard           string
+	kubeconfig         string
+	clusterName        string
+	serviceName        string
+	namespaces         string
+	excludeNS          string
+	eventsAPI          string
+	initialLookback    time.Duration
+	tombstoneTTL       time.Duration
+	ownerWait          time.Duration
+	maxMessageBytes    int
+	shutdownTimeout    time.Duration
+	logLevel           string
+	logFormat          string
+	kubeQPS            float64
+	kubeBurst          int
+	otlp               otlp.Config
+	episodes           causality.Config
+	noTraces           bool
+	noLogs             bool
+	configFile         string
+	config             *fileConfig
+	metricsAddr        string
+	pprof              bool
+	leaderElect        bool
+	stateNamespace     string
+	leaseName          string
+	shard              string
+	noCheckpoint       bool
+	checkpointInterval time.Duration
+	checkpointEntries  int
 }
 
 func runFlags(o *runOptions) *flag.FlagSet {
@@ -111,6 +114,9 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "run several replicas: one active, elected with a Lease in --state-namespace")
 	fs.StringVar(&o.stateNamespace, "state-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the bridge's Lease and checkpoint (default $POD_NAMESPACE)")
 	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
+	fs.BoolVar(&o.noCheckpoint, "no-checkpoint", false, "do not keep a checkpoint in --state-namespace (restarts then skip what happened while down)")
+	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", 5*time.Second, "how often the checkpoint is written (at most)")
+	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", 50000, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB); past it the oldest may repeat after a crash")
 	fs.StringVar(&o.shard, "shard", "", "I/N: take only the namespaces whose hash mod N is I (cluster-scoped objects go to shard 0)")
 	return fs
 }
@@ -144,6 +150,9 @@ func (o *runOptions) validate() error {
 	}
 	if err := o.episodes.Validate(); err != nil {
 		return fmt.Errorf("--episode-idle/--episode-max: %w", err)
+	}
+	if o.checkpointInterval <= 0 {
+		return fmt.Errorf("--checkpoint-interval must be positive, got %s", o.checkpointInterval)
 	}
 	if o.shutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
@@ -226,8 +235,8 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		logs := otlp.NewLogSink(exp, res, o.otlp, log.With("output", "otlp-logs"))
 		sinks = append(sinks, logs)
 		stats.outputs["otlp-logs"] = logs.Stats
-		p.emitLog = func(ctx context.Context, occ *convert.Occurrence) error {
-			return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), func() {})
+		p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
+			return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), ack)
 		}
 	}
 	if o.config != nil {
@@ -264,10 +273,32 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		traces := otlp.NewTraceSink(exp, res, o.otlp, log.With("output", "otlp-traces"))
 		sinks = append(sinks, traces)
 		stats.outputs["otlp-traces"] = traces.Stats
-		p.emitSpan = func(ctx context.Context, s causality.Span) error {
-			return traces.Emit(ctx, s, func() {})
+		p.emitSpan = func(ctx context.Context, s causality.Span, ack func()) error {
+			return traces.Emit(ctx, s, ack)
 		}
 	}
+
+	// The checkpoint (in --state-namespace) says what every output has
+	// acknowledged, so a restart emits what happened meanwhile and nothing twice.
+	var store *watch.ConfigMapStore
+	var resume *watch.Checkpoint
+	if o.stateNamespace != "" && !o.noCheckpoint {
+		store = &watch.ConfigMapStore{Client: kube.client, Namespace: o.stateNamespace, Name: checkpointName(o)}
+		cp, err := store.Load(ctx)
+		if err != nil {
+			return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
+		}
+		if cp != nil {
+			if err := engine.RestoreState(cp.Extra); err != nil {
+				log.Warn("episode marks in the checkpoint unreadable; traces start afresh", "err", err)
+			}
+			log.Info("resuming from checkpoint", "configmap", o.stateNamespace+"/"+store.Name, "watermark", cp.Watermark, "events", len(cp.Done), "saved", cp.Saved)
+		}
+		resume = cp
+	} else {
+		log.Warn("no checkpoint: a restart emits only what happens after it (set --state-namespace)")
+	}
+	tracker := watch.NewTracker(resume, o.checkpointEntries)
 
 	// Reading stops on SIGTERM (ctx); the sinks then flush with their own deadline.
 	objects, err := watch.NewObjectCache(watch.CacheOptions{
@@ -296,6 +327,8 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		Convert:           convert.Options{MaxMessageBytes: o.maxMessageBytes},
 		Logger:            log,
 		Accept:            shardFilter(o.shard),
+		Tracker:           tracker,
+		Resume:            resume,
 	})
 	if err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
@@ -330,16 +363,68 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 			}
 		}
 	}()
+	saveCheckpoint := func(ctx context.Context) error {
+		if store == nil {
+			return nil
+		}
+		cp, ok := tracker.Snapshot(time.Now())
+		if !ok {
+			return nil
+		}
+		p.mu.Lock()
+		extra, err := engine.SaveState(time.Now(), 7*24*time.Hour)
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		cp.Extra = extra
+		if err := store.Save(ctx, cp); err != nil {
+			return err
+		}
+		stats.setCheckpoint(cp.Watermark, len(cp.Done), cp.Saved)
+		return nil
+	}
+	if store != nil {
+		go func() {
+			// A bounded rate: one write per interval at most.
+			t := time.NewTicker(o.checkpointInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := saveCheckpoint(ctx); err != nil && ctx.Err() == nil {
+						log.Error("checkpoint not saved", "err", err)
+					}
+				}
+			}
+		}()
+	}
 	src.Run(ctx)
 	hl.setReady(false, "shutting down")
 	log.Info("stopping: closing open episodes and flushing queued records", "timeout", o.shutdownTimeout)
 	// One deadline for all of the shutdown.
 	fctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	// Without a checkpoint (yet), open episodes end here so that every
-	// exported event span has its parents exported too.
+	// Open episodes end here so that every exported event span has its
+	// parents exported too; the checkpoint keeps their sequence, so the
+	// next episode of the same root gets a new trace linked to this one.
 	flushErr := p.flush(fctx)
-	return errors.Join(flushErr, shutdownCtx(fctx, sinks))
+	err = errors.Join(flushErr, shutdownCtx(fctx, sinks))
+	if cerr := saveCheckpoint(fctx); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("final checkpoint: %w", cerr))
+	}
+	return err
+}
+
+func checkpointName(o *runOptions) string {
+	name := o.leaseName + "-checkpoint"
+	if o.shard != "" {
+		i, n, _ := parseShard(o.shard)
+		name = fmt.Sprintf("%s-shard-%d-of-%d", name, i, n)
+	}
+	return name
 }
 
 // sink is an output that flushes on shutdown.

@@ -1,0 +1,376 @@
+package watch
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The checkpoint makes delivery at-least-once across restarts without
+// doubles: it says which Event counts every output has acknowledged.
+//
+// Events are written to etcd in resourceVersion order and one informer
+// delivers its watch in that order, so "every update with resourceVersion
+// <= Watermark is done" is a compact statement. The Done map adds the counts
+// of Events the watermark cannot describe alone: those updated after it, and
+// those that repeat (count > 1). An Event whose only done count was 1 and
+// that is older than PruneBefore (by creation) is dropped from the map: if
+// it changed while the bridge was down, its count 1 is known to be done.
+//
+// On start, for an Event listed with resourceVersion rv and count n:
+//   - in Done: counts above Done[uid] are new;
+//   - else rv <= Watermark: nothing is new;
+//   - else created before PruneBefore: counts above 1 are new;
+//   - else: every count is new.
+type Checkpoint struct {
+	Watermark   uint64
+	PruneBefore time.Time
+	Done        map[string]int32
+	// Saved is when the checkpoint was taken (for the lag metric).
+	Saved time.Time
+	// Extra is stored along, opaque here (the causality engine's episode
+	// marks, so that traces do not reuse IDs after a restart).
+	Extra []byte
+}
+
+// DoneCount is how many counts of the Event are known to be done.
+func (c *Checkpoint) DoneCount(uid string, rv uint64, created time.Time, count int32) int32 {
+	if c == nil {
+		return 0
+	}
+	if d, ok := c.Done[uid]; ok {
+		return d
+	}
+	if rv != 0 && rv <= c.Watermark {
+		return count
+	}
+	if !created.IsZero() && created.Before(c.PruneBefore) {
+		return 1
+	}
+	return 0
+}
+
+const checkpointMagic = "kob-cp1"
+
+// Encode returns the checkpoint in a compact binary form (gzip).
+func (c *Checkpoint) Encode() ([]byte, error) {
+	var raw bytes.Buffer
+	raw.WriteString(checkpointMagic)
+	var tmp [binary.MaxVarintLen64]byte
+	put := func(v uint64) { raw.Write(tmp[:binary.PutUvarint(tmp[:], v)]) }
+	put(c.Watermark)
+	put(uint64(c.PruneBefore.Unix()))
+	put(uint64(c.Saved.UnixMilli()))
+	uids := make([]string, 0, len(c.Done))
+	for uid := range c.Done {
+		uids = append(uids, uid)
+	}
+	sort.Strings(uids)
+	put(uint64(len(uids)))
+	for _, uid := range uids {
+		put(uint64(len(uid)))
+		raw.WriteString(uid)
+		put(uint64(c.Done[uid]))
+	}
+	put(uint64(len(c.Extra)))
+	raw.Write(c.Extra)
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// DecodeCheckpoint reads what Encode wrote.
+func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if !bytes.HasPrefix(raw, []byte(checkpointMagic)) {
+		return nil, errors.New("checkpoint: unknown format")
+	}
+	r := bytes.NewReader(raw[len(checkpointMagic):])
+	get := func() (uint64, error) { return binary.ReadUvarint(r) }
+	var c Checkpoint
+	var v [4]uint64
+	for i := range v {
+		if v[i], err = get(); err != nil {
+			return nil, fmt.Errorf("checkpoint: truncated header: %w", err)
+		}
+	}
+	c.Watermark, c.PruneBefore, c.Saved = v[0], time.Unix(int64(v[1]), 0).UTC(), time.UnixMilli(int64(v[2])).UTC()
+	if v[3] > uint64(r.Len()) {
+		return nil, errors.New("checkpoint: bad entry count")
+	}
+	c.Done = make(map[string]int32, v[3])
+	for range v[3] {
+		n, err := get()
+		if err != nil || n > 256 || n > uint64(r.Len()) {
+			return nil, errors.New("checkpoint: bad uid")
+		}
+		uid := make([]byte, n)
+		if _, err := io.ReadFull(r, uid); err != nil {
+			return nil, fmt.Errorf("checkpoint: %w", err)
+		}
+		cnt, err := get()
+		if err != nil || cnt > 1<<31-1 {
+			return nil, errors.New("checkpoint: bad count")
+		}
+		c.Done[string(uid)] = int32(cnt)
+	}
+	n, err := get()
+	if err != nil || n > uint64(r.Len()) {
+		return nil, errors.New("checkpoint: bad extra section")
+	}
+	if n > 0 {
+		c.Extra = make([]byte, n)
+		if _, err := io.ReadFull(r, c.Extra); err != nil {
+			return nil, fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	return &c, nil
+}
+
+// ParseRV reads a resourceVersion as the number etcd gives it; 0 if it is
+// not one (then the watermark cannot cover that Event, which costs only
+// map space).
+func ParseRV(rv string) uint64 {
+	v, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// Tracker follows every Event update from the watch until all its
+// occurrences are acknowledged by every output, and produces checkpoints.
+type Tracker struct {
+	mu sync.Mutex
+	// pending: updates with occurrences not yet done, by resourceVersion.
+	pending map[uint64]int
+	maxSeen uint64
+	// limit caps the watermark (the informer's last synced resourceVersion).
+	limit func() uint64
+	done  map[string]doneEntry
+	// maxEntries bounds done; the oldest repeaters go first.
+	maxEntries int
+	dropped    uint64
+	changed    bool
+	// ready: the initial list has been processed; before that the
+	// watermark is not meaningful (listed items come in any order).
+	ready bool
+}
+
+// SetReady marks the end of the initial list.
+func (t *Tracker) SetReady() {
+	t.mu.Lock()
+	t.ready = true
+	t.mu.Unlock()
+}
+
+type doneEntry struct {
+	count   int32
+	rv      uint64
+	created int64 // unix seconds
+}
+
+// NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
+func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
+	t := &Tracker{pending: map[uint64]int{}, done: map[string]doneEntry{}, maxEntries: maxEntries}
+	if t.maxEntries <= 0 {
+		t.maxEntries = 50000
+	}
+	if cp != nil {
+		t.maxSeen = cp.Watermark
+		for uid, c := range cp.Done {
+			t.done[uid] = doneEntry{count: c, created: cp.PruneBefore.Unix()}
+		}
+	}
+	return t
+}
+
+// SetLimit caps the watermark by the informer's last synced resourceVersion,
+// so that a relist in progress never lets it pass updates not yet seen.
+func (t *Tracker) SetLimit(f func() uint64) {
+	t.mu.Lock()
+	t.limit = f
+	t.mu.Unlock()
+}
+
+// Begin registers one Event update that yields n occurrences (n may be 0)
+// and returns the function to call once per occurrence when it is done.
+func (t *Tracker) Begin(uid string, rv uint64, created time.Time, count int32, n int) func() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if rv > t.maxSeen {
+		t.maxSeen = rv
+	}
+	if n == 0 {
+		t.markDone(uid, rv, created, count)
+		return func() {}
+	}
+	if rv != 0 {
+		t.pending[rv] += n
+	}
+	left := n
+	// Called once per occurrence.
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		left--
+		if rv != 0 {
+			t.pending[rv]--
+			if t.pending[rv] <= 0 {
+				delete(t.pending, rv)
+			}
+		}
+		if left == 0 {
+			t.markDone(uid, rv, created, count)
+		}
+	}
+}
+
+func (t *Tracker) markDone(uid string, rv uint64, created time.Time, count int32) {
+	e := t.done[uid]
+	if count > e.count {
+		e.count = count
+	}
+	if rv > e.rv {
+		e.rv = rv
+	}
+	if !created.IsZero() {
+		e.created = created.Unix()
+	}
+	t.done[uid] = e
+	t.changed = true
+}
+
+// Forget drops an Event deleted from the API server.
+func (t *Tracker) Forget(uid string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.done[uid]; ok {
+		delete(t.done, uid)
+		t.changed = true
+	}
+}
+
+// Watermark is the highest resourceVersion up to which every update is done.
+func (t *Tracker) Watermark() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.watermarkLocked()
+}
+
+func (t *Tracker) watermarkLocked() uint64 {
+	w := t.maxSeen
+	for rv := range t.pending {
+		if rv-1 < w {
+			w = rv - 1
+		}
+	}
+	if t.limit != nil {
+		if l := t.limit(); l != 0 && l < w {
+			w = l
+		}
+	}
+	return w
+}
+
+// Snapshot returns the checkpoint to save now, pruning what the watermark
+// covers, and whether it should be saved: something changed since the last
+// snapshot and the initial list has been processed.
+func (t *Tracker) Snapshot(now time.Time) (*Checkpoint, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.ready {
+		return nil, false
+	}
+	w := t.watermarkLocked()
+	var newest int64
+	for _, e := range t.done {
+		if e.rv != 0 && e.rv <= w && e.created > newest {
+			newest = e.created
+		}
+	}
+	// Two seconds of margin: creation times have one-second resolution and
+	// need not follow resourceVersion order within a second.
+	prune := newest - 2
+	for uid, e := range t.done {
+		if e.count <= 1 && e.rv != 0 && e.rv <= w && e.created < prune {
+			delete(t.done, uid)
+		}
+	}
+	if len(t.done) > t.maxEntries {
+		t.shrinkLocked()
+	}
+	cp := &Checkpoint{Watermark: w, PruneBefore: time.Unix(prune, 0).UTC(), Done: make(map[string]int32, len(t.done)), Saved: now}
+	for uid, e := range t.done {
+		cp.Done[uid] = e.count
+	}
+	changed := t.changed
+	t.changed = false
+	return cp, changed
+}
+
+// shrinkLocked drops the oldest entries beyond maxEntries. Their Events may
+// then repeat counts after a crash (at-least-once), never lose them.
+func (t *Tracker) shrinkLocked() {
+	type kv struct {
+		uid string
+		e   doneEntry
+	}
+	all := make([]kv, 0, len(t.done))
+	for uid, e := range t.done {
+		all = append(all, kv{uid, e})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].e.rv < all[j].e.rv })
+	for _, x := range all[:len(all)-t.maxEntries] {
+		delete(t.done, x.uid)
+		t.dropped++
+	}
+}
+
+// Dropped counts checkpoint entries dropped to stay within the size limit.
+func (t *Tracker) Dropped() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dropped
+}
+
+// Pending is the number of updates not yet done.
+func (t *Tracker) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
+}
+
+// ackKey carries an occurrence's done callback from the source to the
+// handler's outputs.
+type ackKey struct{}
+
+// DoneFromContext returns the function the handler calls once when every
+// output acknowledged the occurrence (a no-op without a tracker).
+func DoneFromContext(ctx context.Context) func() {
+	if f, ok := ctx.Value(ackKey{}).(func()); ok {
+		return f
+	}
+	return func() {}
+}

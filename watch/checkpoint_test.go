@@ -1,0 +1,128 @@
+package watch
+
+import (
+	"testing"
+	"time"
+)
+
+var cpT0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	cp := &Checkpoint{Watermark: 12345, PruneBefore: cpT0, Saved: cpT0.Add(time.Second),
+		Done: map[string]int32{"a": 3, "b-uid-0000": 1}, Extra: []byte("episodes")}
+	data, err := cp.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeCheckpoint(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Watermark != cp.Watermark || !got.PruneBefore.Equal(cp.PruneBefore) || !got.Saved.Equal(cp.Saved) ||
+		len(got.Done) != 2 || got.Done["a"] != 3 || got.Done["b-uid-0000"] != 1 || string(got.Extra) != "episodes" {
+		t.Fatalf("round trip: %+v", got)
+	}
+	for _, bad := range [][]byte{nil, []byte("garbage"), data[:len(data)/2]} {
+		if _, err := DecodeCheckpoint(bad); err == nil {
+			t.Errorf("decoded %q without error", bad)
+		}
+	}
+}
+
+func TestDoneCountRules(t *testing.T) {
+	cp := &Checkpoint{Watermark: 100, PruneBefore: cpT0, Done: map[string]int32{"rep": 4}}
+	for _, tc := range []struct {
+		name    string
+		uid     string
+		rv      uint64
+		created time.Time
+		count   int32
+		want    int32
+	}{
+		{"tracked repeater", "rep", 150, cpT0.Add(-time.Hour), 7, 4},
+		{"covered by watermark", "x", 90, cpT0.Add(time.Hour), 3, 3},
+		{"pruned count-1 event updated while down", "y", 150, cpT0.Add(-time.Minute), 2, 1},
+		{"created while down", "z", 150, cpT0.Add(time.Minute), 2, 0},
+		{"unparsable rv, new", "w", 0, cpT0.Add(time.Minute), 1, 0},
+	} {
+		if got := cp.DoneCount(tc.uid, tc.rv, tc.created, tc.count); got != tc.want {
+			t.Errorf("%s: DoneCount = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	var none *Checkpoint
+	if none.DoneCount("a", 1, cpT0, 5) != 0 {
+		t.Error("nil checkpoint must count nothing done")
+	}
+}
+
+func TestTrackerWatermarkWaitsForEveryOutput(t *testing.T) {
+	tr := NewTracker(nil, 0)
+	if _, ok := tr.Snapshot(cpT0); ok {
+		t.Fatal("snapshot before the initial list was processed")
+	}
+	tr.SetReady()
+	d10 := tr.Begin("e1", 10, cpT0, 1, 2) // two occurrences
+	d11 := tr.Begin("e2", 11, cpT0, 1, 1)
+	tr.Begin("e3", 12, cpT0, 1, 0) // an update with nothing new
+	if w := tr.Watermark(); w != 9 {
+		t.Fatalf("watermark %d with 10 in flight, want 9", w)
+	}
+	d11()
+	d10()
+	if w := tr.Watermark(); w != 9 {
+		t.Fatalf("watermark %d with one of 10's occurrences in flight, want 9", w)
+	}
+	d10()
+	if w := tr.Watermark(); w != 12 {
+		t.Fatalf("watermark %d, want 12", w)
+	}
+	tr.SetLimit(func() uint64 { return 11 })
+	if w := tr.Watermark(); w != 11 {
+		t.Fatalf("watermark %d above the informer's last synced 11", w)
+	}
+}
+
+func TestTrackerSnapshotPrunesWhatTheWatermarkCovers(t *testing.T) {
+	tr := NewTracker(nil, 0)
+	tr.SetReady()
+	tr.Begin("old", 5, cpT0, 1, 0)
+	tr.Begin("repeater", 6, cpT0, 3, 0)
+	tr.Begin("recent", 7, cpT0.Add(time.Minute), 1, 0)
+	inflight := tr.Begin("pending", 8, cpT0.Add(time.Minute), 1, 1)
+	cp, ok := tr.Snapshot(cpT0.Add(2 * time.Minute))
+	if !ok {
+		t.Fatal("no snapshot")
+	}
+	if cp.Watermark != 7 {
+		t.Errorf("watermark %d, want 7", cp.Watermark)
+	}
+	if _, ok := cp.Done["old"]; ok {
+		t.Error("an old count-1 Event under the watermark must be pruned")
+	}
+	if cp.Done["repeater"] != 3 || cp.Done["recent"] != 1 {
+		t.Errorf("done %v: repeaters and recent Events must stay", cp.Done)
+	}
+	// Restart semantics for the pruned one: listed again with a new count.
+	if got := cp.DoneCount("old", 20, cpT0, 2); got != 1 {
+		t.Errorf("pruned Event updated while down: done %d, want 1", got)
+	}
+	inflight()
+	if _, changed := tr.Snapshot(cpT0.Add(3 * time.Minute)); !changed {
+		t.Error("a finished update must mark the tracker changed")
+	}
+	if _, changed := tr.Snapshot(cpT0.Add(4 * time.Minute)); changed {
+		t.Error("nothing new: snapshot must report no change")
+	}
+}
+
+func TestTrackerBoundsEntries(t *testing.T) {
+	tr := NewTracker(nil, 10)
+	tr.SetReady()
+	for i := range 30 {
+		tr.Begin(string(rune('a'+i)), uint64(100+i), cpT0.Add(time.Duration(i)*time.Minute), 2, 0)
+	}
+	cp, _ := tr.Snapshot(cpT0.Add(time.Hour))
+	if len(cp.Done) != 10 || tr.Dropped() != 20 {
+		t.Errorf("%d entries, %d dropped; want 10 and 20", len(cp.Done), tr.Dropped())
+	}
+}

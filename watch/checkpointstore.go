@@ -1,0 +1,75 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// checkpointKey is the ConfigMap binaryData key holding the checkpoint.
+const checkpointKey = "checkpoint"
+
+// ConfigMapStore keeps the checkpoint in a ConfigMap of the bridge's own
+// namespace (binaryData, compressed; a ConfigMap holds at most 1 MiB, which
+// Tracker's entry limit respects).
+type ConfigMapStore struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Name      string
+}
+
+// Load returns the saved checkpoint, or nil when there is none yet.
+func (s *ConfigMapStore) Load(ctx context.Context) (*Checkpoint, error) {
+	cm, err := s.Client.CoreV1().ConfigMaps(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	data, ok := cm.BinaryData[checkpointKey]
+	if !ok {
+		return nil, nil
+	}
+	cp, err := DecodeCheckpoint(data)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return cp, nil
+}
+
+// Save writes the checkpoint (create or update).
+func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
+	data, err := cp.Encode()
+	if err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	cms := s.Client.CoreV1().ConfigMaps(s.Namespace)
+	cm, err := cms.Get(ctx, s.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace,
+				Labels: map[string]string{"app.kubernetes.io/name": "kube-otel-bridge", "app.kubernetes.io/component": "checkpoint"}},
+			BinaryData: map[string][]byte{checkpointKey: data},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	if cm.BinaryData == nil {
+		cm.BinaryData = map[string][]byte{}
+	}
+	cm.BinaryData[checkpointKey] = data
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}
