@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
 )
 
 func TestVersion(t *testing.T) {
@@ -86,5 +88,27 @@ func TestShards(t *testing.T) {
 	}
 	if shardOf("shop", 4) != shardOf("shop", 4) {
 		t.Error("shard of a namespace must be stable")
+	}
+}
+
+func TestReplayToOTLPReceiver(t *testing.T) {
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	var out, errb bytes.Buffer
+	if code := mainErr([]string{"replay", "../../examples/recordings/rollout.jsonl", "--output", "otlp",
+		"--otlp-endpoint", r.Addr(), "--otlp-insecure", "--cluster-name", "replay"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	spans, logs := r.Spans(), r.Logs()
+	if len(logs) != 49 || len(spans) < 49 {
+		t.Fatalf("receiver got %d logs and %d spans; want 49 logs (one per occurrence) and their spans", len(logs), len(spans))
+	}
+	ids := map[string]bool{}
+	for _, s := range spans {
+		ids[string(s.Span.SpanId)] = true
+	}
+	for _, l := range logs {
+		if !ids[string(l.Record.SpanId)] {
+			t.Fatalf("log record %q links to a span that was not sent", l.Record.Body.GetStringValue())
+		}
 	}
 }

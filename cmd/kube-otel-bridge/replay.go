@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/stdout"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
@@ -19,13 +22,17 @@ import (
 func replayCmd(args []string, w, stderr io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	output := fs.String("output", "tree", "tree (a waterfall per trace) or json (one span per line, deterministic)")
+	output := fs.String("output", "tree", "tree (a waterfall per trace), json (one span per line, deterministic) or otlp (send spans and logs to --otlp-endpoint)")
+	var oc otlp.Config
+	fs.StringVar(&oc.Endpoint, "otlp-endpoint", "", "with --output otlp: collector host:port (default $OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.BoolVar(&oc.Insecure, "otlp-insecure", false, "with --output otlp: plaintext gRPC")
+	fs.StringVar(&oc.CAFile, "otlp-ca-file", "", "with --output otlp: CA of the collector")
 	maxMsg := fs.Int("max-message-bytes", convert.DefaultMaxMessageBytes, "longer event messages are truncated")
 	cluster := fs.String("cluster-name", "", "cluster name (part of every trace ID)")
 	idle := fs.Duration("episode-idle", 2*time.Minute, "an episode closes after this long without occurrences")
 	maxDur := fs.Duration("episode-max", time.Hour, "an episode closes at this age")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: kube-otel-bridge replay FILE [--output tree|json]")
+		fmt.Fprintln(stderr, "usage: kube-otel-bridge replay FILE [--output tree|json|otlp]")
 		fs.PrintDefaults()
 	}
 	// The file may come before or after the flags.
@@ -43,8 +50,8 @@ func replayCmd(args []string, w, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	if *output != "tree" && *output != "json" {
-		return fmt.Errorf("--output must be tree or json, got %q", *output)
+	if *output != "tree" && *output != "json" && *output != "otlp" {
+		return fmt.Errorf("--output must be tree, json or otlp, got %q", *output)
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -55,15 +62,18 @@ func replayCmd(args []string, w, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	_, spans, err := replay(entries, replayOptions{
+	occs, spans, err := replay(entries, replayOptions{
 		convert:   convert.Options{MaxMessageBytes: *maxMsg},
 		causality: causality.Config{ClusterName: *cluster, EpisodeIdle: *idle, EpisodeMax: *maxDur},
 	})
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	switch *output {
+	case "json":
 		return stdout.JSON(w, spans)
+	case "otlp":
+		return sendOTLP(oc, *cluster, occs, spans, w)
 	}
 	return stdout.Tree(w, spans)
 }
@@ -138,4 +148,44 @@ func replay(entries []watch.Entry, opts replayOptions) ([]convert.Occurrence, []
 		return nil, nil, err
 	}
 	return occs, spans, nil
+}
+
+// sendOTLP exports a replay's log records and spans to a collector, with
+// the same exporters as the daemon, and waits until they are delivered.
+func sendOTLP(cfg otlp.Config, cluster string, occs []convert.Occurrence, spans []causality.Span, w io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return otlpFlagNames.Replace(err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := bridgeResource("", cluster, "")
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lexp, err := otlp.NewLogExporter(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	logs := otlp.NewLogSink(lexp, res, cfg, logger)
+	texp, err := otlp.NewTraceExporter(ctx, cfg)
+	if err != nil {
+		return errors.Join(err, logs.Shutdown(ctx))
+	}
+	traces := otlp.NewTraceSink(texp, res, cfg, logger)
+	for i := range spans {
+		if err := traces.Emit(ctx, spans[i], func() {}); err != nil {
+			return err
+		}
+	}
+	for i := range occs {
+		if err := logs.Emit(spanContext(ctx, &occs[i]), convert.LogRecord(&occs[i]), func() {}); err != nil {
+			return err
+		}
+	}
+	if err := errors.Join(traces.Shutdown(ctx), logs.Shutdown(ctx)); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "sent %d spans and %d log records\n", len(spans), len(occs))
+	return nil
 }
