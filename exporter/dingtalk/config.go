@@ -96,6 +96,10 @@ type Config struct {
 	// DefaultQueueSize.
 	QueueSize int `json:"queueSize,omitempty"`
 
+	// CAFile, if set, is a PEM bundle of extra CAs to trust for the webhook
+	// (a private gateway or proxy in front of DingTalk).
+	CAFile string `json:"caFile,omitempty"`
+
 	// AllowInsecureWebhook accepts an http:// webhook. Only for tests
 	// against a local server; it cannot be set from the configuration file.
 	AllowInsecureWebhook bool `json:"-"`

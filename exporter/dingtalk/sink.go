@@ -2,10 +2,13 @@ package dingtalk
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -145,6 +148,15 @@ func New(cfg Config, cluster string, logger *slog.Logger, opts ...Option) (*Sink
 	}
 	if o.httpClient == nil {
 		o.httpClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		if cfg.CAFile != "" {
+			pool, err := caPool(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("dingtalk %q: caFile: %w", cfg.Name, err)
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			o.httpClient.Transport = tr
+		}
 	}
 	if o.clock == nil {
 		o.clock = realClock{}
@@ -540,4 +552,20 @@ func (s *Sink) recovered(retries int) {
 	if was && retries > 0 {
 		s.log.Info("DingTalk post delivered after retries", "retries", retries)
 	}
+}
+
+// caPool is the system roots plus the PEM bundle in file.
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", file)
+	}
+	return pool, nil
 }

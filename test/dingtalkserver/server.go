@@ -12,6 +12,7 @@ package dingtalkserver
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -41,6 +42,9 @@ const (
 
 // Config configures a Server. Zero values get the defaults.
 type Config struct {
+	// TLS, if set, serves https with this configuration (like the real
+	// robot endpoint); otherwise plain http.
+	TLS *tls.Config
 	// Token is the robot's access_token (default "test-token").
 	Token string
 	// Secret is the signing secret (default "SECtest-secret"). Set
@@ -133,7 +137,13 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, notify: make(chan struct{})}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
+	if cfg.TLS != nil {
+		s.srv.TLS = cfg.TLS
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
 	return s
 }
 
