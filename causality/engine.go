@@ -352,22 +352,43 @@ func (e *Engine) service(name string) string {
 
 // nodeEpisode returns the root span of the open (or last) episode of a node.
 func (e *Engine) nodeEpisode(node string) (trace.TraceID, trace.SpanID, bool) {
+	var found *episode
 	for _, ep := range e.open {
-		if ep.root.Kind == "Node" && ep.root.Name == node {
-			return ep.traceID, ep.rootID, true
+		if ep.root.Kind == "Node" && ep.root.Name == node && newer(ep, found) {
+			found = ep
 		}
 	}
-	return trace.TraceID{}, trace.SpanID{}, false
+	if found == nil {
+		return trace.TraceID{}, trace.SpanID{}, false
+	}
+	return found.traceID, found.rootID, true
 }
 
 // targetEpisode finds the open episode of a scale target by kind and name.
 func (e *Engine) targetEpisode(ns, name string) (trace.TraceID, trace.SpanID, bool) {
 	for _, k := range scaleTargets {
+		var found *episode
 		for _, ep := range e.open {
-			if ep.root.Kind == k && ep.root.Namespace == ns && ep.root.Name == name {
-				return ep.traceID, ep.rootID, true
+			if ep.root.Kind == k && ep.root.Namespace == ns && ep.root.Name == name && newer(ep, found) {
+				found = ep
 			}
+		}
+		if found != nil {
+			return found.traceID, found.rootID, true
 		}
 	}
 	return trace.TraceID{}, trace.SpanID{}, false
+}
+
+// newer reports whether a was opened after b (or b is nil): when two open
+// episodes match a name (an object recreated under a new UID), links go to
+// the newer one, the same on every run whatever the map order.
+func newer(a, b *episode) bool {
+	if b == nil {
+		return true
+	}
+	if !a.opened.Equal(b.opened) {
+		return a.opened.After(b.opened)
+	}
+	return a.rootKey > b.rootKey
 }

@@ -36,6 +36,10 @@ type episode struct {
 	causes map[string][]*cause
 	// objectsOver counts objects past MaxObjectsPerEpisode (attached to root).
 	objectsOver int
+	// ids seeds the span IDs: the trace ID derived from cluster, root and
+	// episode key, also when the trace is a traceparent's (episodes of one
+	// root then share that trace and must not share span IDs).
+	ids trace.TraceID
 }
 
 // object is one object taking part in the episode.
@@ -62,7 +66,7 @@ func newEpisode(cluster string, root convert.Ref, rk, key string, now time.Time)
 	tid := traceID(cluster, rk, key)
 	return &episode{
 		root: root, rootKey: rk, key: key,
-		traceID: tid, rootID: objectSpanID(tid, rk),
+		traceID: tid, ids: tid, rootID: objectSpanID(tid, rk),
 		opened: now, lastActive: now,
 		objects: map[string]*object{},
 		causes:  map[string][]*cause{},
@@ -91,7 +95,7 @@ func (ep *episode) objectFor(e *Engine, chain []convert.Ref, i int, at time.Time
 		e.stats.ObjectsOverLimit++
 		return ep.objectFor(e, chain, len(chain)-1, at)
 	}
-	obj := &object{key: k, id: objectSpanID(ep.traceID, k), first: at, start: at, end: at}
+	obj := &object{key: k, id: objectSpanID(ep.ids, k), first: at, start: at, end: at}
 	if k == ep.rootKey {
 		obj.ref = ep.root
 		obj.id = ep.rootID
@@ -129,6 +133,7 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 	if len(chain) == 0 || chain[0].IsZero() {
 		chain = []convert.Ref{ep.root}
 	}
+	chain = acyclic(chain, ep.rootKey)
 	obj := ep.objectFor(e, chain, 0, at)
 	obj.events++
 	if ep.trigger == "" {
@@ -136,7 +141,7 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 	}
 	sp := Span{
 		TraceID:    ep.traceID,
-		SpanID:     eventSpanID(ep.traceID, o.EventUID, o.Count),
+		SpanID:     eventSpanID(ep.ids, o.EventUID, o.Count),
 		Parent:     obj.id,
 		Name:       spanName(o.Regarding.Kind, o.Reason),
 		Kind:       KindEvent,
@@ -178,6 +183,46 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 		return sp, true
 	}
 	return sp, false
+}
+
+// hasOtherRun reports whether the episode of a CronJob holds a Job other
+// than the one its controller event o says it created: another run.
+func (ep *episode) hasOtherRun(o *convert.Occurrence) bool {
+	target, ok := parseActedOn(o.Regarding.Kind, o.Reason, o.Note)
+	if !ok || target.kind != "Job" {
+		return ep.events > 0
+	}
+	for _, obj := range ep.objects {
+		if obj.ref.Kind == "Job" && obj.ref.Name != target.name {
+			return true
+		}
+	}
+	for _, cs := range ep.causes {
+		for _, c := range cs {
+			if c.target.kind == "Job" && c.target.create && c.target.name != target.name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// acyclic cuts a chain before the first object met twice (an owner cycle
+// the cache did not cut), keeping its root: a repeated object would become
+// its own owner and its spans would never reach the root.
+func acyclic(chain []convert.Ref, rootKey string) []convert.Ref {
+	n := len(chain) - 1
+	for i := 0; i < n; i++ {
+		k := objectKey(&chain[i])
+		dup := k == rootKey
+		for j := 0; j < i && !dup; j++ {
+			dup = objectKey(&chain[j]) == k
+		}
+		if dup {
+			return append(chain[:i:i], chain[n])
+		}
+	}
+	return chain
 }
 
 func spanName(kind, reason string) string {
@@ -235,6 +280,7 @@ func (ep *episode) finish(e *Engine, reason string) []Span {
 	}
 	parentOf := map[trace.SpanID]trace.SpanID{}
 	causeOf := ep.assignCauses()
+	via := map[string]string{} // object → the object of the cause it hangs under
 	for _, k := range ep.order {
 		o := ep.objects[k]
 		if k == ep.rootKey {
@@ -244,8 +290,9 @@ func (ep *episode) finish(e *Engine, reason string) []Span {
 		if owner, ok := ep.objects[o.owner]; ok {
 			parent = owner.id
 		}
-		if c := causeOf[k]; c != nil && !ep.descends(c.obj, k) {
+		if c := causeOf[k]; c != nil && !ep.descends(c.obj, k, via) {
 			parent = c.span.SpanID
+			via[k] = c.obj
 		}
 		parentOf[o.id] = parent
 	}
@@ -308,10 +355,16 @@ func (ep *episode) assignCauses() map[string]*cause {
 			limit := o.first.Add(time.Second)
 			pick := -1
 			for i, c := range cs {
-				if !claimed[i] && !c.span.Start.After(limit) {
-					pick = i
-					break
+				if claimed[i] || c.span.Start.After(limit) {
+					continue
 				}
+				if !c.target.create && createdBy(cs, claimed, i, o.first) {
+					// Deleted, then created again before this object was
+					// first seen: the delete was of its predecessor.
+					continue
+				}
+				pick = i
+				break
 			}
 			if pick < 0 {
 				for i := range cs {
@@ -331,12 +384,29 @@ func (ep *episode) assignCauses() map[string]*cause {
 	return out
 }
 
-// descends reports whether object a is k or below it in the owner chain, so
-// that a cause regarding a descendant of k never becomes k's parent (cycle).
-func (ep *episode) descends(a, k string) bool {
-	for i := 0; i < maxDepth && a != ""; i++ {
+// createdBy reports whether an unclaimed create cause after cs[i] came at or
+// before t.
+func createdBy(cs []*cause, claimed []bool, i int, t time.Time) bool {
+	for j := i + 1; j < len(cs); j++ {
+		if !claimed[j] && cs[j].target.create && !cs[j].span.Start.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// descends reports whether object a is k or below it in the tree as built so
+// far (owners, and the causes already chosen in via), so that a cause
+// regarding a descendant of k never becomes k's parent (cycle). A path
+// longer than the episode has objects is a cycle already: it counts as yes.
+func (ep *episode) descends(a, k string, via map[string]string) bool {
+	for i := 0; i <= len(ep.objects) && a != ""; i++ {
 		if a == k {
 			return true
+		}
+		if next, ok := via[a]; ok {
+			a = next
+			continue
 		}
 		o, ok := ep.objects[a]
 		if !ok {
@@ -344,10 +414,8 @@ func (ep *episode) descends(a, k string) bool {
 		}
 		a = o.owner
 	}
-	return false
+	return a != ""
 }
-
-const maxDepth = 64
 
 // stretch makes every span cover its children (start = earliest, end =
 // latest), bottom-up, and orders children by start time.
