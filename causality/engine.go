@@ -244,6 +244,12 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 		seq = prev.seq + 1
 	}
 	key := fmt.Sprintf("%d.%d", gen, seq)
+	if !hasPrev {
+		// A root without a mark (never seen, or forgotten after a day
+		// without episodes) starts its sequence again: the day it opens on
+		// keeps its trace IDs from repeating earlier ones.
+		key += fmt.Sprintf(".d%d", in.Now.Unix()/86400)
+	}
 	ep := newEpisode(e.cfg.ClusterName, root, rk, key, in.Now)
 	ep.gen, ep.seq = gen, seq
 	if tp, ok := parseTraceparent(in.RootTraceparent); ok {

@@ -51,3 +51,21 @@ func newEngine(t *testing.T) *Engine {
 	}
 	return e
 }
+
+// Forgetting a root's marks (a day without episodes) must not make its next
+// episode reuse the trace ID of its first one.
+func TestForgottenRootDoesNotReuseTraceIDs(t *testing.T) {
+	d := newDriver(t, Config{})
+	r1 := d.observe(occ("e1", 1, "Started", "x", at(0), podA, rs, dep), gen(1))
+	d.advance(at(10 * time.Minute))
+	if n := d.e.ForgetBefore(at(25 * time.Hour)); n != 1 {
+		t.Fatalf("forgot %d marks, want 1", n)
+	}
+	r2 := d.observe(occ("e2", 1, "Started", "x", at(26*time.Hour), podA, rs, dep), gen(1))
+	if r2.TraceID == r1.TraceID {
+		t.Fatal("the episode after a forgotten mark reused the first episode's trace ID")
+	}
+	if len(d.e.last) != 0 && d.e.open == nil {
+		t.Fatal("unreachable")
+	}
+}

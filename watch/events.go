@@ -50,10 +50,10 @@ type SourceOptions struct {
 	Tracker *Tracker
 	// Resume is the checkpoint of a previous run: Events listed at start
 	// emit only the counts it does not cover (instead of InitialLookback).
-	Resume *Checkpoint
-	Convert   convert.Options
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Resume  *Checkpoint
+	Convert convert.Options
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Validate reports whether the options are usable.

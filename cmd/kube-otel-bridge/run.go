@@ -352,6 +352,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		// Episodes close on the wall clock when idle or too old.
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		lastForget := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
@@ -359,6 +360,13 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 			case now := <-t.C:
 				if err := p.advance(ctx, now); err != nil && ctx.Err() == nil {
 					log.Error("closing idle episodes", "err", err)
+				}
+				if now.Sub(lastForget) > 10*time.Minute {
+					// Bound the per-root episode marks (their keys carry the day).
+					p.mu.Lock()
+					engine.ForgetBefore(now.Add(-markHorizon))
+					p.mu.Unlock()
+					lastForget = now
 				}
 			}
 		}
@@ -372,7 +380,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 			return nil
 		}
 		p.mu.Lock()
-		extra, err := engine.SaveState(time.Now(), 7*24*time.Hour)
+		extra, err := engine.SaveState(time.Now(), markHorizon)
 		p.mu.Unlock()
 		if err != nil {
 			return err
@@ -417,6 +425,10 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 	}
 	return err
 }
+
+// markHorizon is how long the engine remembers a root's last episode (for
+// the link to it and its sequence) after it closed.
+const markHorizon = 24 * time.Hour
 
 func checkpointName(o *runOptions) string {
 	name := o.leaseName + "-checkpoint"

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -131,7 +132,11 @@ func printNode(b *strings.Builder, n *node, indent string, last bool, t0 time.Ti
 		note, _ := attr(s, "k8s.event.note")
 		note = strings.ReplaceAll(note, "\n", " ")
 		if len(note) > 90 {
-			note = note[:87] + "..."
+			cut := 87
+			for cut > 0 && !utf8.RuneStart(note[cut]) {
+				cut--
+			}
+			note = note[:cut] + "..."
 		}
 		line := fmt.Sprintf("%s%s%s %s%s", indent, branch, mark, s.Name, count)
 		fmt.Fprintf(b, "%-62s %9s  %s\n", line, off, note)

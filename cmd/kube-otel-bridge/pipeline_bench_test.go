@@ -1,0 +1,502 @@
+package main
+
+import (
+	"context"
+	stdjson "encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	k8sjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
+	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
+)
+
+// BenchmarkPipeline is the daemon's whole hot path on one core, one op = one
+// occurrence:
+//
+//	events.k8s.io/v1 watch stream (JSON, served in memory by a fake
+//	http.RoundTripper: no socket) → client-go's REST watch decoder →
+//	reflector → DeltaFIFO → informer store (slimEvent) → EventSource queue →
+//	dedup / convert.FromEvent / checkpoint tracker → owner chain from a loaded
+//	ObjectCache → causality Engine.Observe → TraceSink and LogSink (the
+//	production sinks, batching and acks) → the production OTLP/gRPC exporters
+//	(otlptracegrpc, otlploggrpc: SDK records/spans → OTLP protobuf) → gRPC's
+//	proto codec Marshal of each export request.
+//
+// Not included: the sockets (the watch body is read from memory; the gRPC
+// export is answered by a client interceptor right after marshalling, so no
+// HTTP/2 framing or write), TLS, gzip, and the episode-closing ticker (all
+// open episodes are flushed at the end of each run instead, inside the timed
+// region, so their root, object and controller-event spans are counted).
+//
+// The stream is a rollout storm: 1,000 Deployments × 10 replicas rolling at
+// once (scale up/down, create/delete per pod, Scheduled, Pulling, Pulled,
+// Created, Started and Killing per pod, every tenth pod crash-looping with
+// five BackOff counts of one Event), 87,000 occurrences per pass; longer runs
+// replay it with new Event UIDs. GOMAXPROCS is 1 during the benchmark.
+func BenchmarkPipeline(b *testing.B) {
+	fx := loadStormFixture(b)
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logger := slog.New(slog.DiscardHandler)
+
+	var wire atomic.Int64 // marshalled OTLP request bytes
+	var spanCount, logCount atomic.Int64
+	conn := benchOTLPConn(b, &wire, &spanCount, &logCount)
+	cfg := otlp.Config{}
+	lexp, err := otlploggrpc.New(ctx, otlploggrpc.WithGRPCConn(conn), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	texp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithGRPCConn(conn), otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := bridgeResource("", "bench", "00000000-0000-0000-0000-000000000000")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The same wiring as runPipeline.
+	logs := otlp.NewLogSink(lexp, res, cfg, logger)
+	traces := otlp.NewTraceSink(texp, res, cfg, logger)
+	engine, err := causality.New(causality.Config{ClusterName: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &pipeline{engine: engine, objects: fx.objects}
+	p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
+		return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), ack)
+	}
+	p.emitSpan = func(ctx context.Context, s causality.Span, ack func()) error {
+		return traces.Emit(ctx, s, ack)
+	}
+
+	stream := fx.stream(b.N)
+	var handled atomic.Int64
+	allHandled := make(chan struct{})
+	handler := func(ctx context.Context, _ *eventsv1.Event, occ *convert.Occurrence) error {
+		err := p.occurrence(ctx, occ)
+		if handled.Add(1) == int64(b.N) {
+			close(allHandled)
+		}
+		return err
+	}
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: "http://bench.invalid", Transport: stream, QPS: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := watch.NewEventSource(client, fx.objects, handler, watch.SourceOptions{
+		API:     "events.k8s.io/v1",
+		Convert: convert.Options{MaxMessageBytes: convert.DefaultMaxMessageBytes},
+		Logger:  logger,
+		Tracker: watch.NewTracker(nil, 50000),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := src.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if !src.WaitForSync(ctx) {
+		b.Fatal("event informer did not sync")
+	}
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); src.Run(ctx) }()
+
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	close(stream.start)
+	<-allHandled
+	if err := p.flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := errors2(traces.ForceFlush(ctx), logs.ForceFlush(ctx)); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	n := float64(b.N)
+	b.ReportMetric(n/elapsed.Seconds(), "occ/s")
+	b.ReportMetric(float64(spanCount.Load())/n, "spans/occ")
+	b.ReportMetric(float64(wire.Load())/n, "otlp-B/occ")
+	if got := logCount.Load(); got != int64(b.N) {
+		b.Fatalf("%d log records exported, want %d", got, b.N)
+	}
+	cancel()
+	<-runDone
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = logs.Shutdown(sctx)
+	_ = traces.Shutdown(sctx)
+}
+
+func errors2(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// benchOTLPConn is a gRPC client connection that never connects: an
+// interceptor answers every export right after encoding the request with
+// gRPC's own proto codec (what the transport would send), counting bytes and
+// items.
+func benchOTLPConn(b *testing.B, wire, spans, logs *atomic.Int64) *grpc.ClientConn {
+	codec := encoding.GetCodecV2(proto.Name)
+	intercept := func(_ context.Context, method string, req, _ any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, _ ...grpc.CallOption) error {
+		data, err := codec.Marshal(req)
+		if err != nil {
+			return err
+		}
+		wire.Add(int64(data.Len()))
+		data.Free()
+		switch r := req.(type) {
+		case *coltracepb.ExportTraceServiceRequest:
+			for _, rs := range r.GetResourceSpans() {
+				for _, ss := range rs.GetScopeSpans() {
+					spans.Add(int64(len(ss.GetSpans())))
+				}
+			}
+		case *collogspb.ExportLogsServiceRequest:
+			for _, rl := range r.GetResourceLogs() {
+				for _, sl := range rl.GetScopeLogs() {
+					logs.Add(int64(len(sl.GetLogRecords())))
+				}
+			}
+		default:
+			return fmt.Errorf("unexpected OTLP request %T (%s)", req, method)
+		}
+		return nil
+	}
+	conn, err := grpc.NewClient("passthrough:///otlp.bench.invalid",
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(intercept))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// ---------------------------------------------------------------------------
+// The rollout storm as an events.k8s.io/v1 watch stream.
+
+type stormFixture struct {
+	objects *watch.ObjectCache
+	frames  [][]byte // one watch event each, newline-terminated
+	uidOff  []int    // offset of the 4-digit pass marker in the Event UID
+	rvOff   []int    // offset of the 12-digit resourceVersion
+}
+
+var (
+	stormOnce sync.Once
+	storm     *stormFixture
+	stormErr  error
+)
+
+func loadStormFixture(b *testing.B) *stormFixture {
+	b.Helper()
+	stormOnce.Do(func() { storm, stormErr = buildStorm(1000, 10) })
+	if stormErr != nil {
+		b.Fatal(stormErr)
+	}
+	return storm
+}
+
+// stormSpec is one Event update of the storm.
+type stormSpec struct {
+	typ, reason, note, controller, host, fieldPath, action string
+	regarding                                              corev1.ObjectReference
+	count                                                  int32
+	first, last                                            time.Time
+	scheduler                                              bool // an events.k8s.io/v1 event (eventTime), not a core/v1 one
+	evName                                                 string
+	uidN                                                   int
+}
+
+func buildStorm(deployments, replicas int) (*stormFixture, error) {
+	objects, err := watch.NewObjectCache(watch.CacheOptions{})
+	if err != nil {
+		return nil, err
+	}
+	base := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	objUID := func(kind, n int) string { return fmt.Sprintf("%08x-1111-4000-8000-%012x", kind, n) }
+	evN := 0
+	var specs []stormSpec
+	add := func(s stormSpec) {
+		if s.count == 0 {
+			s.count = 1
+		}
+		if s.typ == "" {
+			s.typ = corev1.EventTypeNormal
+		}
+		if s.last.IsZero() {
+			s.last = s.first
+		}
+		if s.uidN == 0 {
+			evN++
+			s.uidN = evN
+		}
+		s.evName = fmt.Sprintf("%s.%016x", s.regarding.Name, 0x17f0000000000000+uint64(s.uidN))
+		specs = append(specs, s)
+	}
+	for d := 0; d < deployments; d++ {
+		ns := fmt.Sprintf("team-%02d", d%50)
+		dn := fmt.Sprintf("app-%04d", d)
+		dep := &watch.Object{UID: objUID(1, d), APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: dn, Generation: 2}
+		newRS := &watch.Object{UID: objUID(2, d), APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: ns, Name: dn + "-7bc89f5d4", Generation: 1,
+			Owners: []watch.OwnerRef{{APIVersion: "apps/v1", Kind: "Deployment", Name: dn, UID: dep.UID, Controller: true}}}
+		oldRS := &watch.Object{UID: objUID(3, d), APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: ns, Name: dn + "-6f9c8d7b5", Generation: 3,
+			Owners: []watch.OwnerRef{{APIVersion: "apps/v1", Kind: "Deployment", Name: dn, UID: dep.UID, Controller: true}}}
+		for _, o := range []*watch.Object{dep, newRS, oldRS} {
+			objects.Upsert(o)
+		}
+		ref := func(o *watch.Object) corev1.ObjectReference {
+			return corev1.ObjectReference{Kind: o.Kind, APIVersion: o.APIVersion, Namespace: o.Namespace, Name: o.Name, UID: types.UID(o.UID), ResourceVersion: "48213"}
+		}
+		t := base.Add(time.Duration(d) * 20 * time.Millisecond)
+		ms := func(m int) time.Time { return t.Add(time.Duration(m) * time.Millisecond) }
+		add(stormSpec{reason: "ScalingReplicaSet", controller: "deployment-controller", regarding: ref(dep), first: ms(0),
+			note: fmt.Sprintf("Scaled up replica set %s from 0 to %d", newRS.Name, replicas)})
+		add(stormSpec{reason: "ScalingReplicaSet", controller: "deployment-controller", regarding: ref(dep), first: ms(500),
+			note: fmt.Sprintf("Scaled down replica set %s from %d to 0", oldRS.Name, replicas)})
+		for r := 0; r < replicas; r++ {
+			node := fmt.Sprintf("node-%03d", (d*replicas+r)%300)
+			pod := &watch.Object{UID: objUID(4, d*replicas+r), APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: fmt.Sprintf("%s-%s", newRS.Name, podSuffix(d, r, 0)),
+				Owners: []watch.OwnerRef{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: newRS.Name, UID: newRS.UID, Controller: true}}}
+			old := &watch.Object{UID: objUID(5, d*replicas+r), APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: fmt.Sprintf("%s-%s", oldRS.Name, podSuffix(d, r, 1)),
+				Owners: []watch.OwnerRef{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: oldRS.Name, UID: oldRS.UID, Controller: true}}}
+			objects.Upsert(pod)
+			objects.Upsert(old)
+			add(stormSpec{reason: "SuccessfulCreate", controller: "replicaset-controller", regarding: ref(newRS), first: ms(10 + r),
+				note: "Created pod: " + pod.Name})
+			add(stormSpec{reason: "Scheduled", action: "Binding", controller: "default-scheduler", scheduler: true, regarding: ref(pod), first: ms(20 + r),
+				note: fmt.Sprintf("Successfully assigned %s/%s to %s", ns, pod.Name, node)})
+			kubelet := func(reason, note string, at int) {
+				add(stormSpec{reason: reason, controller: "kubelet", host: node, fieldPath: "spec.containers{app}", regarding: ref(pod), first: ms(at + r), note: note})
+			}
+			kubelet("Pulling", `Pulling image "registry.example/app:2.0"`, 200)
+			kubelet("Pulled", `Successfully pulled image "registry.example/app:2.0" in 512ms (512ms including waiting). Image size: 41235562 bytes.`, 350)
+			kubelet("Created", "Created container: app", 500)
+			kubelet("Started", "Started container app", 650)
+			if r%10 == 3 {
+				evN++
+				uid := evN
+				for c := int32(1); c <= 5; c++ {
+					add(stormSpec{typ: corev1.EventTypeWarning, reason: "BackOff", controller: "kubelet", host: node, fieldPath: "spec.containers{app}",
+						regarding: ref(pod), count: c, first: ms(1000 + r), last: ms(1000 + 500*int(c) + r), uidN: uid,
+						note: "Back-off restarting failed container app in pod " + pod.Name + "_" + ns + "(" + pod.UID + ")"})
+				}
+			}
+			add(stormSpec{reason: "SuccessfulDelete", controller: "replicaset-controller", regarding: ref(oldRS), first: ms(510 + r),
+				note: "Deleted pod: " + old.Name})
+			add(stormSpec{reason: "Killing", controller: "kubelet", host: node, fieldPath: "spec.containers{app}", regarding: ref(old), first: ms(600 + r),
+				note: "Stopping container app"})
+		}
+	}
+	sort.SliceStable(specs, func(i, j int) bool { return specs[i].last.Before(specs[j].last) })
+
+	enc := k8sjson.NewSerializerWithOptions(k8sjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, k8sjson.SerializerOptions{})
+	fx := &stormFixture{objects: objects}
+	for i, s := range specs {
+		ev := s.event(i)
+		var body strings.Builder
+		if err := enc.Encode(ev, &body); err != nil {
+			return nil, err
+		}
+		typ := "ADDED"
+		if s.count > 1 {
+			typ = "MODIFIED"
+		}
+		frame, err := stdjson.Marshal(metav1.WatchEvent{Type: typ, Object: k8sruntime.RawExtension{Raw: []byte(strings.TrimSpace(body.String()))}})
+		if err != nil {
+			return nil, err
+		}
+		frame = append(frame, '\n')
+		uidAt := strings.Index(string(frame), `"uid":"`+string(ev.UID)+`"`)
+		rvAt := strings.Index(string(frame), `"resourceVersion":"`+ev.ResourceVersion+`"`)
+		if uidAt < 0 || rvAt < 0 {
+			return nil, fmt.Errorf("frame %d: markers not found", i)
+		}
+		fx.frames = append(fx.frames, frame)
+		fx.uidOff = append(fx.uidOff, uidAt+len(`"uid":"`)+9)
+		fx.rvOff = append(fx.rvOff, rvAt+len(`"resourceVersion":"`))
+	}
+	return fx, nil
+}
+
+func podSuffix(d, r, gen int) string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	n := (d*131+r*7+gen*977)*2654435761 + 12345
+	var s [5]byte
+	for i := range s {
+		s[i] = alphabet[n%len(alphabet)]
+		n /= len(alphabet)
+	}
+	return string(s[:])
+}
+
+// event is the Event as the API server serves it on the events.k8s.io/v1
+// watch (core/v1 events converted), with the managed fields the server adds.
+func (s *stormSpec) event(i int) *eventsv1.Event {
+	managedFields := []metav1.ManagedFieldsEntry{{
+		Manager: s.controller, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
+		Time: &metav1.Time{Time: s.last}, FieldsType: "FieldsV1",
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:count":{},"f:firstTimestamp":{},"f:involvedObject":{},"f:lastTimestamp":{},"f:message":{},"f:reason":{},"f:reportingComponent":{},"f:reportingInstance":{},"f:source":{"f:component":{},"f:host":{}},"f:type":{}}`)},
+	}}
+	ev := &eventsv1.Event{
+		TypeMeta: metav1.TypeMeta{Kind: "Event", APIVersion: "events.k8s.io/v1"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.evName, Namespace: s.regarding.Namespace,
+			UID:               types.UID(fmt.Sprintf("%08x-0000-4000-8000-%012x", 0xe0, s.uidN)),
+			ResourceVersion:   fmt.Sprintf("%012d", 100+i),
+			CreationTimestamp: metav1.NewTime(s.first.Truncate(time.Second)),
+			ManagedFields:     managedFields,
+		},
+		Reason: s.reason, Note: s.note, Type: s.typ, Action: s.action,
+		Regarding:           s.regarding,
+		ReportingController: s.controller,
+		ReportingInstance:   s.host,
+	}
+	if s.regarding.Kind == "Pod" && s.fieldPath != "" {
+		ev.Regarding.FieldPath = s.fieldPath
+	}
+	if s.scheduler {
+		ev.EventTime = metav1.NewMicroTime(s.first)
+		ev.ReportingInstance = "default-scheduler-control-plane-1"
+		ev.ManagedFields[0].APIVersion = "events.k8s.io/v1"
+		ev.ManagedFields[0].FieldsV1 = &metav1.FieldsV1{Raw: []byte(`{"f:action":{},"f:eventTime":{},"f:note":{},"f:reason":{},"f:regarding":{},"f:reportingController":{},"f:reportingInstance":{},"f:type":{}}`)}
+		return ev
+	}
+	ev.DeprecatedSource = corev1.EventSource{Component: s.controller, Host: s.host}
+	ev.DeprecatedFirstTimestamp = metav1.NewTime(s.first.Truncate(time.Second))
+	ev.DeprecatedLastTimestamp = metav1.NewTime(s.last.Truncate(time.Second))
+	ev.DeprecatedCount = s.count
+	return ev
+}
+
+// ---------------------------------------------------------------------------
+// An in-memory API server for the Event informer: an empty list, then a
+// watch that serves the storm's frames.
+
+// stormStream is the http.RoundTripper of the benchmark's clientset.
+type stormStream struct {
+	fx    *stormFixture
+	n     int           // frames to serve on the watch
+	start chan struct{} // closed when the timed region starts
+}
+
+func (fx *stormFixture) stream(n int) *stormStream {
+	return &stormStream{fx: fx, n: n, start: make(chan struct{})}
+}
+
+func (s *stormStream) RoundTrip(req *http.Request) (*http.Response, error) {
+	q := req.URL.Query()
+	resp := &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Request: req,
+		Header: http.Header{"Content-Type": []string{"application/json"}}}
+	if !strings.HasSuffix(req.URL.Path, "/apis/events.k8s.io/v1/events") {
+		resp.StatusCode = http.StatusNotFound
+		resp.Body = io.NopCloser(strings.NewReader(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`))
+		return resp, nil
+	}
+	if q.Get("watch") != "true" {
+		resp.Body = io.NopCloser(strings.NewReader(`{"kind":"EventList","apiVersion":"events.k8s.io/v1","metadata":{"resourceVersion":"1"},"items":[]}`))
+		return resp, nil
+	}
+	body := &watchBody{s: s, ctx: req.Context(), closed: make(chan struct{})}
+	if q.Get("sendInitialEvents") == "true" {
+		body.cur = []byte(`{"type":"BOOKMARK","object":{"kind":"Event","apiVersion":"events.k8s.io/v1","metadata":{"resourceVersion":"1","creationTimestamp":null,"annotations":{"k8s.io/initial-events-end":"true"}},"eventTime":null,"reportingController":"","reportingInstance":""}}` + "\n")
+	}
+	resp.Body = body
+	return resp, nil
+}
+
+// watchBody serves frames: the bookmark if any, then (once start is closed)
+// n storm frames, patching the pass number into Event UIDs and a growing
+// resourceVersion; then it blocks until the watch is closed.
+type watchBody struct {
+	s         *stormStream
+	ctx       context.Context
+	cur       []byte
+	i         int
+	started   bool
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (w *watchBody) Read(p []byte) (int, error) {
+	if len(w.cur) == 0 {
+		if !w.started {
+			select {
+			case <-w.s.start:
+				w.started = true
+			case <-w.closed:
+				return 0, io.EOF
+			case <-w.ctx.Done():
+				return 0, io.EOF
+			}
+		}
+		if w.i >= w.s.n {
+			select {
+			case <-w.closed:
+			case <-w.ctx.Done():
+			}
+			return 0, io.EOF
+		}
+		fx := w.s.fx
+		k, pass := w.i%len(fx.frames), w.i/len(fx.frames)
+		f := fx.frames[k]
+		putDigits(f[fx.uidOff[k]:fx.uidOff[k]+4], pass)
+		putDigits(f[fx.rvOff[k]:fx.rvOff[k]+12], 100+w.i)
+		w.cur = f
+		w.i++
+	}
+	n := copy(p, w.cur)
+	w.cur = w.cur[n:]
+	return n, nil
+}
+
+func (w *watchBody) Close() error {
+	w.closeOnce.Do(func() { close(w.closed) })
+	return nil
+}
+
+func putDigits(dst []byte, v int) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
+}
