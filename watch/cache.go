@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
@@ -82,6 +83,9 @@ type ObjectCache struct {
 	nodeNames map[string]string // node name → UID (kubelets name nodes by name in UIDs)
 
 	informers []cache.SharedIndexInformer
+
+	errMu  sync.Mutex
+	denied error
 }
 
 // NewObjectCache returns an empty cache; Start attaches it to a cluster.
@@ -117,6 +121,15 @@ func (c *ObjectCache) Start(ctx context.Context, client metadata.Interface) erro
 			if err := inf.SetTransform(slimMetadata); err != nil {
 				return fmt.Errorf("object cache: %w", err)
 			}
+			what := fmt.Sprintf("%s %s", k.apiVersion, k.gvr.Resource)
+			if ns != "" {
+				what += " in namespace " + ns
+			}
+			if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+				c.watchError(what, err)
+			}); err != nil {
+				return fmt.Errorf("object cache: %w", err)
+			}
 			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 				AddFunc:    func(obj any) { c.observe(k, obj) },
 				UpdateFunc: func(_, obj any) { c.observe(k, obj) },
@@ -132,23 +145,69 @@ func (c *ObjectCache) Start(ctx context.Context, client metadata.Interface) erro
 	return nil
 }
 
-// WaitForSync waits until every informer has listed.
+// WaitForSync waits until every informer has listed. It gives up (false)
+// when ctx ends or an informer is refused access (Err says which).
 func (c *ObjectCache) WaitForSync(ctx context.Context) bool {
-	syncs := make([]cache.InformerSynced, 0, len(c.informers))
-	for _, inf := range c.informers {
-		syncs = append(syncs, inf.HasSynced)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		synced := true
+		for _, inf := range c.informers {
+			synced = synced && inf.HasSynced()
+		}
+		if synced {
+			return true
+		}
+		if c.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
 	}
-	return cache.WaitForCacheSync(ctx.Done(), syncs...)
+}
+
+// Err reports an informer the API server refuses (RBAC): the bridge cannot
+// resolve owner chains without it.
+func (c *ObjectCache) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.denied
+}
+
+// watchError logs a failed list or watch of the cache (the informer retries
+// by itself) and remembers a refusal, which retrying does not cure.
+func (c *ObjectCache) watchError(what string, err error) {
+	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		c.errMu.Lock()
+		first := c.denied == nil
+		if first {
+			c.denied = fmt.Errorf("object cache: cannot list/watch %s: %w (the bridge needs get, list and watch on it)", what, err)
+		}
+		c.errMu.Unlock()
+		if first {
+			c.opts.Logger.Error("object cache refused by the API server", "resource", what, "err", err)
+		}
+		return
+	}
+	c.opts.Logger.Warn("object cache watch failed; the informer lists or watches again", "resource", what, "err", err)
 }
 
 // slimMetadata drops what the cache never reads before the informer stores
-// the object: managed fields, labels, annotations but the traceparent.
+// the object: managed fields, labels, annotations but the traceparent,
+// finalizers, the type (always PartialObjectMetadata) and generateName. The
+// owner references keep what observe reads, their apiVersion and kind
+// shared with WatchedKinds instead of one copy per object.
 func slimMetadata(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
 	tp := m.Annotations[TraceparentAnnotation]
+	m.TypeMeta = metav1.TypeMeta{}
+	m.GenerateName = ""
 	m.ManagedFields = nil
 	m.Labels = nil
 	m.Annotations = nil
@@ -156,8 +215,27 @@ func slimMetadata(obj any) (any, error) {
 		m.Annotations = map[string]string{TraceparentAnnotation: tp}
 	}
 	m.Finalizers = nil
+	for i := range m.OwnerReferences {
+		r := &m.OwnerReferences[i]
+		for _, k := range WatchedKinds {
+			if r.Kind == k.kind && r.APIVersion == k.apiVersion {
+				r.Kind, r.APIVersion = k.kind, k.apiVersion
+				break
+			}
+		}
+		r.BlockOwnerDeletion = nil
+		if r.Controller != nil && *r.Controller {
+			r.Controller = &isController
+		} else {
+			r.Controller = nil
+		}
+	}
 	return m, nil
 }
+
+// isController is the shared value of slimmed controller owner references
+// (stored objects are read-only).
+var isController = true
 
 func (c *ObjectCache) observe(k watchedKind, obj any) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)

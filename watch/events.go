@@ -13,7 +13,8 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	watchapi "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -166,14 +167,9 @@ func (s *EventSource) Start(ctx context.Context) error {
 		}
 	}
 	for _, ns := range namespaces {
-		f := informers.NewSharedInformerFactoryWithOptions(s.client, 0,
-			informers.WithNamespace(ns), informers.WithTweakListOptions(tweak),
-			informers.WithTransform(slimEvent))
-		var inf cache.SharedIndexInformer
-		if s.api == "v1" {
-			inf = f.Core().V1().Events().Informer()
-		} else {
-			inf = f.Events().V1().Events().Informer()
+		inf := s.newInformer(ns, tweak)
+		if err := inf.SetTransform(slimEvent); err != nil {
+			return fmt.Errorf("event source: %w", err)
 		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 			AddFunc:    func(obj any, initial bool) { s.enqueue(ctx, obj, initial) },
@@ -184,9 +180,8 @@ func (s *EventSource) Start(ctx context.Context) error {
 		}
 		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 			// The informer re-lists or re-watches by itself; dedup makes
-			// that lose and double nothing. Count it and keep the default log.
-			s.stats.watchErrors.Add(1)
-			cache.DefaultWatchErrorHandler(ctx, r, err)
+			// that lose and double nothing.
+			s.opts.Logger.Warn("event watch failed; the informer lists or watches again", "err", err)
 		}); err != nil {
 			return fmt.Errorf("event source: %w", err)
 		}
@@ -194,9 +189,59 @@ func (s *EventSource) Start(ctx context.Context) error {
 		if s.opts.Tracker != nil {
 			s.opts.Tracker.SetLimit(func() uint64 { return ParseRV(inf.LastSyncResourceVersion()) })
 		}
-		f.Start(ctx.Done())
+		go inf.Run(ctx.Done())
 	}
 	return nil
+}
+
+// newInformer builds the Event informer on a ListWatch that counts its own
+// lists and watches: every one after the first is a restart (410 Gone, API
+// server restart, network), whichever path inside client-go retried it.
+func (s *EventSource) newInformer(ns string, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
+	var lw *cache.ListWatch
+	var obj runtime.Object
+	if s.api == "v1" {
+		c := s.client.CoreV1().Events(ns)
+		obj = &corev1.Event{}
+		lw = &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				tweak(&o)
+				return c.List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+				tweak(&o)
+				return c.Watch(ctx, o)
+			},
+		}
+	} else {
+		c := s.client.EventsV1().Events(ns)
+		obj = &eventsv1.Event{}
+		lw = &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				tweak(&o)
+				return c.List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+				tweak(&o)
+				return c.Watch(ctx, o)
+			},
+		}
+	}
+	list, watch := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		if s.stats.lists.Add(1) > 1 {
+			s.stats.watchErrors.Add(1)
+		}
+		return list(ctx, o)
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+		if s.stats.watches.Add(1) > 1 {
+			s.stats.watchErrors.Add(1)
+		}
+		return watch(ctx, o)
+	}
+	// Like client-go's own informers: fake clients opt out of watch-list.
+	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), obj, 0, cache.Indexers{})
 }
 
 // WaitForSync waits until the Event informers have listed, then queues a
@@ -410,6 +455,7 @@ func SplitList(s string) []string {
 
 type sourceCounters struct {
 	received, occurrences, unresolved, watchErrors, failed atomic.Uint64
+	lists, watches                                         atomic.Uint64
 	held                                                   atomic.Int64
 }
 
@@ -423,8 +469,9 @@ type SourceStats struct {
 	Held int
 	// Unresolved counts occurrences delivered without their owner chain.
 	Unresolved uint64
-	// WatchErrors counts watch failures after which an informer re-listed
-	// (410 Gone, API server restart, network).
+	// WatchErrors counts the lists and watches of Events after the first
+	// ones: re-watches and re-lists after a watch ended or failed (410 Gone,
+	// API server restart, network, the server's watch timeout).
 	WatchErrors uint64
 	// Failed counts occurrences the handler returned an error for.
 	Failed uint64

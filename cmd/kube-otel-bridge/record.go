@@ -103,6 +103,9 @@ func recordCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if !objects.WaitForSync(ctx) {
+		if err := objects.Err(); err != nil {
+			return err
+		}
 		return errors.New("object caches did not sync")
 	}
 	if err := src.Start(ctx); err != nil {

@@ -225,6 +225,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // runPipeline watches and exports until ctx ends, then flushes.
 func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *resource.Resource, engine *causality.Engine,
 	stats *statsCollector, hl *health, log *slog.Logger) error {
+	hl.setReady(false, "caches not synced")
 	var sinks []sink
 	p := &pipeline{engine: engine}
 	if !o.noLogs {
@@ -338,7 +339,8 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if !objects.WaitForSync(ctx) {
-		return shutdown(sinks, o.shutdownTimeout) // stopped before the caches synced
+		// Refused by RBAC, or stopped before the caches synced.
+		return errors.Join(objects.Err(), shutdown(sinks, o.shutdownTimeout))
 	}
 	if err := src.Start(ctx); err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
+)
+
+var leaderIdentityRE = regexp.MustCompile(`msg="became leader" lease=\S+ identity=(\S+)`)
+
+// waitReadyz waits until /readyz of the bridge answers 200.
+func waitReadyz(ctx context.Context, t *testing.T, name, addr string) {
+	t.Helper()
+	var (
+		code int
+		body string
+		err  error
+	)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if werr := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		code, body, err = httpGet(ctx, addr, "/readyz")
+		return err == nil && code == http.StatusOK, nil
+	}); werr != nil {
+		t.Errorf("%s /readyz: HTTP %d %q (%v), want 200", name, code, strings.TrimSpace(body), err)
+	}
+}
+
+// Two replicas with --leader-elect share a Lease and a checkpoint: while both
+// run only the leader emits (nothing doubled) and both are ready; when the
+// leader is killed (-9) the follower takes over within the lease duration
+// and resumes from the checkpoint, losing nothing.
+func TestDeliveryLeaderFailover(t *testing.T) {
+	needCluster(t)
+	t.Parallel()
+	ctx := ctxFor(t, 2*time.Minute)
+	ns := shared.NewNamespace(t)
+	state := shared.NewNamespace(t)
+	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	const lease = "e2e-ha"
+	opts := bridgeOpts{Namespaces: ns, Args: deliveryArgs(state, "--leader-elect", "--lease-name", lease)}
+
+	a := launchBridge(t, rcv.Addr(), opts)
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := a.waitLog(wctx, "watching events"); err != nil {
+		t.Fatalf("first replica: %v", err)
+	}
+	m := leaderIdentityRE.FindStringSubmatch(a.out.String())
+	if m == nil {
+		t.Fatalf("first replica watches without logging \"became leader\" with its identity")
+	}
+	leaderID := m[1]
+	b := launchBridge(t, rcv.Addr(), opts)
+	if err := b.waitLog(wctx, "following"); err != nil {
+		t.Fatalf("second replica: %v", err)
+	}
+	aAddr, bAddr := a.metricsAddr(ctx), b.metricsAddr(ctx)
+	waitReadyz(ctx, t, "leader", aAddr)
+	waitReadyz(ctx, t, "follower", bAddr)
+	l, err := shared.Client.CoordinationV1().Leases(state).Get(ctx, lease, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("lease %s/%s: %v", state, lease, err)
+	}
+	if got := l.Spec.HolderIdentity; got == nil || *got != leaderID {
+		t.Errorf("lease holder %v, want the first replica %s", got, leaderID)
+	}
+
+	// Both run: events flow, nothing doubled.
+	createDeployment(ctx, t, shared.Client, ns, "web", 2)
+	s := startStream(ctx, shared.Client, ns, "both", 100*time.Millisecond)
+	time.Sleep(4 * time.Second)
+	s.stop()
+	d, _ := waitDelivered(ctx, t, shared.Client, ns, rcv, "with two replicas")
+	t.Logf("with both replicas: %s", d)
+	if d.Duplicates > 0 {
+		t.Errorf("doubled occurrences while both replicas ran: %s", d)
+	}
+	if strings.Contains(b.out.String(), "became leader") || strings.Contains(b.out.String(), "watching events") {
+		t.Errorf("the follower became active while the leader ran")
+	}
+	if v, ok, _ := metricValue(ctx, bAddr, `kube_otel_bridge_occurrences_total`); ok && v != 0 {
+		t.Errorf("the follower handled %v occurrences", v)
+	}
+
+	// Kill the leader mid-stream.
+	s2 := startStream(ctx, shared.Client, ns, "failover", 100*time.Millisecond)
+	defer s2.stop()
+	time.Sleep(2 * time.Second)
+	a.kill()
+	killed := time.Now()
+	t.Logf("leader killed (SIGKILL)")
+	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer tcancel()
+	if err := b.waitLog(tctx, "became leader"); err != nil {
+		t.Fatalf("the follower did not take over: %v", err)
+	}
+	took := time.Since(killed)
+	if err := b.waitLog(tctx, "watching events"); err != nil {
+		t.Fatalf("the new leader did not start watching: %v", err)
+	}
+	t.Logf("the follower became leader %s after the kill, watching %s after it", took.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	// LeaseDuration 15s, RetryPeriod 2s (leader.go), plus a margin.
+	if took > 20*time.Second {
+		t.Errorf("takeover took %s, want within the lease duration (15s) + retry period (2s) + 3s", took)
+	}
+	if !strings.Contains(b.out.String(), "resuming from checkpoint") {
+		t.Errorf("the new leader did not resume from the checkpoint")
+	}
+	time.Sleep(3 * time.Second)
+	s2.stop()
+	t.Logf("stream before the kill: %s; across the failover: %s", s, s2)
+	d, evs := waitDelivered(ctx, t, shared.Client, ns, rcv, "after the failover")
+	s.checkAgainst(t, evs)
+	s2.checkAgainst(t, evs)
+	t.Logf("after the failover: %s", d)
+	t.Logf("duplicates after the leader's kill -9: %d", d.Duplicates)
+	if d.Duplicates > 512 {
+		t.Errorf("%d duplicates after the failover, want at most one batch (512)", d.Duplicates)
+	}
+	waitReadyz(ctx, t, "new leader", bAddr)
+	if l, err := shared.Client.CoordinationV1().Leases(state).Get(ctx, lease, metav1.GetOptions{}); err != nil {
+		t.Errorf("lease: %v", err)
+	} else if got := l.Spec.HolderIdentity; got == nil || *got == leaderID || *got == "" {
+		t.Errorf("lease holder %v after the failover, want the second replica", got)
+	}
+}
