@@ -114,7 +114,8 @@ type Engine struct {
 	last     map[string]lastEpisode
 	services map[string]struct{}
 	stats    Stats
-	// podNodes remembers the node of pods seen scheduled, for node links;
+	// podNodes remembers the node of pods seen scheduled, for node links,
+	// until the pod is deleted (bounded by maxPodNodes);
 	// entries leave with their pod's episode.
 	podNodes map[string]string
 	seq      uint64
@@ -301,6 +302,9 @@ func (e *Engine) Advance(now time.Time) []Span {
 
 // RootDeleted closes the episode of a root object that was deleted.
 func (e *Engine) RootDeleted(uid string) []Span {
+	// A deleted pod needs its node no more (the mapping outlives episodes:
+	// a long-quiet pod still links to its node's trouble).
+	delete(e.podNodes, uid)
 	if ep, ok := e.open[uid]; ok {
 		return e.close(ep, CloseDeleted, nil)
 	}
@@ -334,9 +338,6 @@ func (e *Engine) close(ep *episode, reason string, out []Span) []Span {
 	delete(e.open, ep.rootKey)
 	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq, closed: ep.lastActive}
 	e.stats.EpisodesClosed[reason]++
-	for uid := range ep.objects {
-		delete(e.podNodes, uid)
-	}
 	return append(out, ep.finish(e, reason)...)
 }
 
@@ -397,4 +398,15 @@ func newer(a, b *episode) bool {
 		return a.opened.After(b.opened)
 	}
 	return a.rootKey > b.rootKey
+}
+
+// maxPodNodes bounds podNodes; past it the mapping starts afresh (a pod seen
+// again on its node is remembered again).
+const maxPodNodes = 200000
+
+func (e *Engine) rememberPodNode(pod, node string) {
+	if _, ok := e.podNodes[pod]; !ok && len(e.podNodes) >= maxPodNodes {
+		clear(e.podNodes)
+	}
+	e.podNodes[pod] = node
 }

@@ -157,10 +157,10 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 		ep.warnings++
 	}
 	if node, ok := scheduledNode(o.Reason, o.Note); ok && o.Regarding.Kind == "Pod" {
-		e.podNodes[obj.key] = node
+		e.rememberPodNode(obj.key, node)
 	} else if o.SourceHost != "" && o.Regarding.Kind == "Pod" {
 		if _, known := e.podNodes[obj.key]; !known {
-			e.podNodes[obj.key] = o.SourceHost
+			e.rememberPodNode(obj.key, o.SourceHost)
 		}
 	}
 	if isNodeLinked(o.Reason) && o.Regarding.Kind == "Pod" {

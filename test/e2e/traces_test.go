@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -733,14 +732,9 @@ func testTreeDeletedBeforeProcessed(t *testing.T) {
 func testTreeNodeNotReady(t *testing.T) { nodeNotReady(t, "2m") }
 
 // testTreeNodeNotReadyIdlePod: the pod's episode has closed (idle) before
-// its node is lost. Known bridge bug: the engine forgets a pod's node when
-// the pod's episode closes (causality/engine.go close → delete(e.podNodes,
-// …)), so the pod's NodeNotReady span gets no link to the node's trace.
-// Skipped unless E2E_KNOWN_BUGS=1.
+// its node is lost: the engine remembers a pod's node beyond its episode,
+// so the pod's NodeNotReady span still links to the node's trace.
 func testTreeNodeNotReadyIdlePod(t *testing.T) {
-	if os.Getenv("E2E_KNOWN_BUGS") == "" {
-		t.Skip("known bridge bug (pod's node forgotten when its episode closes): set E2E_KNOWN_BUGS=1 to run")
-	}
 	nodeNotReady(t, "4s")
 }
 

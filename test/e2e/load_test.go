@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
+)
+
+// TestLoad is the end-to-end load test: a load generator creates
+// KOB_LOAD_EVENTS (default 20,000) core/v1 Events in one namespace as fast
+// as the mini cluster's API server accepts them (KOB_LOAD_WORKERS goroutines,
+// default 32, client-side rate limit off), and one bridge process exports
+// them to a real OTLP/gRPC receiver (traces on too). It reports the API
+// server's create rate, the lag from creation to receipt (p50, p99, max),
+// the bridge's CPU seconds per 10,000 events (/proc/<pid>/stat) and its
+// peak RSS (VmHWM), and fails unless every event arrived exactly once.
+//
+// It runs only when asked, so `make test` stays fast:
+//
+//	KOB_LOAD=1 go test -count=1 -timeout 20m -run TestLoad -v ./test/e2e/
+func TestLoad(t *testing.T) {
+	if os.Getenv("KOB_LOAD") != "1" {
+		t.Skip("load test: set KOB_LOAD=1 (and -run TestLoad) to run it")
+	}
+	needCluster(t)
+	n := loadEnvInt(t, "KOB_LOAD_EVENTS", 20000)
+	workers := loadEnvInt(t, "KOB_LOAD_WORKERS", 32)
+	ctx := ctxFor(t, 15*time.Minute)
+
+	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ns := shared.NewNamespace(t)
+	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns})
+	pid := b.cmd.Process.Pid
+	// Let the start-up settle (caches synced, first exports done).
+	time.Sleep(2 * time.Second)
+	cpu0 := loadCPUSeconds(t, pid)
+	rss0 := loadStatusKB(t, pid, "VmRSS")
+
+	cfg := shared.RestConfig()
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The involved objects are ConfigMaps (not in the bridge's object
+	// cache: no owner wait), 100 of them, so the events spread over 100
+	// episodes (traces).
+	created := make([]time.Time, n) // when Create returned, by index
+	uids := make([]string, n)
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	genStart := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				now := metav1.NewTime(time.Now())
+				ev, err := client.CoreV1().Events(ns).Create(ctx, &corev1.Event{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("load-%06d", i)},
+					InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: ns,
+						Name: fmt.Sprintf("config-%03d", i%100), UID: "", ResourceVersion: "1"},
+					Reason:         "LoadTest",
+					Message:        fmt.Sprintf("load test event %d of %d: the quick brown fox jumps over the lazy dog", i, n),
+					Type:           corev1.EventTypeNormal,
+					Count:          1,
+					FirstTimestamp: now,
+					LastTimestamp:  now,
+					Source:         corev1.EventSource{Component: "load-generator", Host: "node-1"},
+				}, metav1.CreateOptions{})
+				if err != nil {
+					if failed.Add(1) <= 5 {
+						t.Errorf("create event %d: %v", i, err)
+					}
+					continue
+				}
+				created[i] = time.Now()
+				uids[i] = string(ev.UID)
+			}
+		})
+	}
+	wg.Wait()
+	genTook := time.Since(genStart)
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d creates failed", failed.Load(), n)
+	}
+	apiRate := float64(n) / genTook.Seconds()
+	t.Logf("load generator: %d events created in %s by %d workers: %.0f events/s accepted by the API server", n, genTook.Round(time.Millisecond), workers, apiRate)
+
+	// Wait until every event arrived (or time runs out).
+	index := make(map[string]int, n)
+	for i, uid := range uids {
+		index[uid] = i
+	}
+	ours := func(r rec) bool { _, ok := index[attr(r, "k8s.event.uid")]; return ok }
+	deadline := time.Now().Add(5 * time.Minute)
+	got := 0
+	for time.Now().Before(deadline) {
+		got = 0
+		for _, r := range rcv.Logs() {
+			if ours(r) {
+				got++
+			}
+		}
+		if got >= n {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	allIn := time.Since(genStart)
+	// Give late duplicates a moment to show up.
+	time.Sleep(2 * time.Second)
+	cpu1 := loadCPUSeconds(t, pid)
+	hwm := loadStatusKB(t, pid, "VmHWM")
+	rss1 := loadStatusKB(t, pid, "VmRSS")
+	rssAnon, rssFile := loadStatusKB(t, pid, "RssAnon"), loadStatusKB(t, pid, "RssFile")
+	var heapInuse, goSys float64
+	if addr := b.metricsAddr(ctx); addr != "" {
+		heapInuse, _, _ = metricValue(ctx, addr, "go_memstats_heap_inuse_bytes")
+		goSys, _, _ = metricValue(ctx, addr, "go_memstats_sys_bytes")
+	}
+
+	// Receive time of each record: the receiver stores records in the
+	// order of the requests it accepted.
+	logs := rcv.Logs()
+	var recvAt []time.Time
+	for _, q := range rcv.Requests() {
+		if q.Signal != otlpreceiver.SignalLogs || q.Code != 0 || q.Rejected > 0 {
+			continue
+		}
+		for range q.Items {
+			recvAt = append(recvAt, q.Time)
+		}
+	}
+	if len(recvAt) != len(logs) {
+		t.Fatalf("%d records but %d accounted for by requests", len(logs), len(recvAt))
+	}
+	seen := make([]int, n)
+	var lags, watchLags, exportLags []time.Duration
+	for k, r := range logs {
+		i, ok := index[attr(r, "k8s.event.uid")]
+		if !ok {
+			continue
+		}
+		seen[i]++
+		if seen[i] > 1 {
+			continue
+		}
+		lags = append(lags, recvAt[k].Sub(created[i]))
+		observed := time.Unix(0, int64(r.Record.GetObservedTimeUnixNano()))
+		watchLags = append(watchLags, observed.Sub(created[i]))
+		exportLags = append(exportLags, recvAt[k].Sub(observed))
+	}
+	missing, dups := 0, 0
+	for _, c := range seen {
+		switch {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	spans := 0
+	for _, s := range rcv.Spans() {
+		if v, _ := s.Attr("k8s.event.reason"); v == "LoadTest" {
+			spans++
+		}
+	}
+
+	cpu := cpu1 - cpu0
+	t.Logf("machine: %d CPUs (%s), GOMAXPROCS of the bridge: default", runtime.NumCPU(), loadCPUModel())
+	t.Logf("delivered: %d/%d events (%.2f%%), %d missing, %d duplicates; %d event spans", n-missing, n, 100*float64(n-missing)/float64(n), missing, dups, spans)
+	t.Logf("all delivered %s after the first create (generation took %s)", allIn.Round(time.Millisecond), genTook.Round(time.Millisecond))
+	t.Logf("lag creation → receipt: p50 %s, p90 %s, p99 %s, max %s", loadPct(lags, 50), loadPct(lags, 90), loadPct(lags, 99), loadPct(lags, 100))
+	t.Logf("  of which creation → bridge observed: p50 %s, p99 %s, max %s", loadPct(watchLags, 50), loadPct(watchLags, 99), loadPct(watchLags, 100))
+	t.Logf("  of which bridge observed → receipt:  p50 %s, p99 %s, max %s", loadPct(exportLags, 50), loadPct(exportLags, 99), loadPct(exportLags, 100))
+	t.Logf("bridge CPU: %.2f s for %d events = %.3f CPU-s per 10,000 events (%.1f µs/event)", cpu, n, cpu/float64(n)*10000, cpu/float64(n)*1e6)
+	t.Logf("bridge memory: RSS %.1f MiB before the load, %.1f MiB after (anonymous %.1f MiB, file-backed %.1f MiB); peak RSS (VmHWM) %.1f MiB; Go heap in use %.1f MiB, Go runtime total %.1f MiB",
+		float64(rss0)/1024, float64(rss1)/1024, float64(rssAnon)/1024, float64(rssFile)/1024, float64(hwm)/1024, heapInuse/(1<<20), goSys/(1<<20))
+	t.Logf("KOB_LOAD_RESULT events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f peak_rss_mib=%.1f missing=%d dups=%d",
+		n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000, float64(hwm)/1024, missing, dups)
+	if missing > 0 || dups > 0 {
+		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
+	}
+}
+
+func loadMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func loadEnvInt(t *testing.T, key string, def int) int {
+	t.Helper()
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", key, v)
+	}
+	return n
+}
+
+// loadPct is the p-th percentile of ds (p = 100: the maximum).
+func loadPct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)].Round(100 * time.Microsecond)
+}
+
+// loadCPUSeconds is the user+system CPU time of process pid so far.
+func loadCPUSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// f[0] is field 3 (state): utime and stime are fields 14 and 15.
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	const userHZ = 100 // USER_HZ: the unit of utime and stime on Linux
+	return (utime + stime) / userHZ
+}
+
+// loadStatusKB reads a "VmXxx: N kB" line of /proc/<pid>/status.
+func loadStatusKB(t *testing.T, pid int, key string) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("/proc/%d/status %s: %q", pid, key, v)
+			}
+			return n
+		}
+	}
+	t.Fatalf("/proc/%d/status: no %s", pid, key)
+	return 0
+}
+
+func loadCPUModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
