@@ -19,7 +19,16 @@ import (
 
 // TraceparentAnnotation on a root object makes that W3C context the parent of
 // the object's episodes (a CI/CD pipeline continuing into a rollout).
+// The plain "traceparent" key is read too (what CI tools that propagate W3C
+// context into annotations tend to write); the prefixed key wins.
 const TraceparentAnnotation = "kube-otel-bridge.io/traceparent"
+
+func traceparent(ann map[string]string) string {
+	if tp := ann[TraceparentAnnotation]; tp != "" {
+		return tp
+	}
+	return ann["traceparent"]
+}
 
 // watchedKind is one kind the slim cache follows with a metadata-only informer.
 type watchedKind struct {
@@ -205,7 +214,7 @@ func slimMetadata(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	tp := m.Annotations[TraceparentAnnotation]
+	tp := traceparent(m.Annotations)
 	m.TypeMeta = metav1.TypeMeta{}
 	m.GenerateName = ""
 	m.ManagedFields = nil
@@ -249,7 +258,7 @@ func (c *ObjectCache) observe(k watchedKind, obj any) {
 		Namespace:   m.Namespace,
 		Name:        m.Name,
 		Generation:  m.Generation,
-		Traceparent: m.Annotations[TraceparentAnnotation],
+		Traceparent: traceparent(m.Annotations),
 	}
 	if len(m.OwnerReferences) > 0 {
 		o.Owners = make([]OwnerRef, 0, len(m.OwnerReferences))

@@ -425,3 +425,15 @@ func TestChainConcurrent(t *testing.T) {
 	}()
 	wg.Wait()
 }
+
+func TestTraceparentAnnotationKeys(t *testing.T) {
+	if got := traceparent(map[string]string{"traceparent": "00-a-b-01"}); got != "00-a-b-01" {
+		t.Errorf("plain key: %q", got)
+	}
+	if got := traceparent(map[string]string{"traceparent": "x", TraceparentAnnotation: "y"}); got != "y" {
+		t.Errorf("prefixed key must win: %q", got)
+	}
+	if got := traceparent(nil); got != "" {
+		t.Errorf("none: %q", got)
+	}
+}

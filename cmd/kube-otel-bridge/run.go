@@ -355,6 +355,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		lastForget := time.Now()
+		var evicted uint64
 		for {
 			select {
 			case <-ctx.Done():
@@ -362,6 +363,11 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 			case now := <-t.C:
 				if err := p.advance(ctx, now); err != nil && ctx.Err() == nil {
 					log.Error("closing idle episodes", "err", err)
+				}
+				if st := p.stats(); st.EvictedEpisodes > evicted {
+					log.Warn("--max-open-episodes reached: the least recently active episodes were closed early",
+						"closed", st.EvictedEpisodes-evicted, "open", st.OpenEpisodes, "limit", o.episodes.MaxOpenEpisodes)
+					evicted = st.EvictedEpisodes
 				}
 				if now.Sub(lastForget) > 10*time.Minute {
 					// Bound the per-root episode marks (their keys carry the day).
