@@ -179,6 +179,12 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 	if target, ok := parseActedOn(o.Regarding.Kind, o.Reason, o.Note); ok {
 		ns := o.Regarding.Namespace
 		k := causeKey(target.kind, ns, target.name)
+		for _, c := range ep.causes[k] {
+			if c.span.SpanID == sp.SpanID {
+				// The same occurrence again (re-read after a restart).
+				return sp, true
+			}
+		}
 		ep.causes[k] = append(ep.causes[k], &cause{span: sp, target: target, obj: obj.key})
 		return sp, true
 	}

@@ -3,6 +3,8 @@ package causality
 import (
 	"testing"
 	"time"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 )
 
 // A restarted engine that restored the saved marks never reuses a trace ID:
@@ -64,5 +66,64 @@ func TestForgottenRootDoesNotReuseTraceIDs(t *testing.T) {
 	r2 := d.observe(occ("e2", 1, "Started", "x", at(26*time.Hour), podA, rs, dep), gen(1))
 	if r2.TraceID == r1.TraceID {
 		t.Fatal("the episode after a forgotten mark reused the first episode's trace ID")
+	}
+}
+
+// Carrying open episodes over a restart gives exactly the spans of a run
+// without the restart: same IDs, same tree, object spans exported once.
+func TestSaveOpenContinuesTheSameSpans(t *testing.T) {
+	feed := func(d *driver, from, to int) {
+		steps := []*convert.Occurrence{
+			occ("e1", 1, "ScalingReplicaSet", "Scaled up replica set web-1 from 0 to 2", at(0), dep),
+			occ("e2", 1, "SuccessfulCreate", "Created pod: web-1-a", at(time.Second), rs, dep),
+			occ("e3", 1, "Scheduled", "x", at(2*time.Second), podA, rs, dep),
+			occ("e4", 1, "SuccessfulCreate", "Created pod: web-1-b", at(3*time.Second), rs, dep),
+			occ("e5", 1, "Scheduled", "y", at(4*time.Second), podB, rs, dep),
+			occ("e6", 1, "Started", "z", at(5*time.Second), podB, rs, dep),
+		}
+		for _, o := range steps[from:to] {
+			d.observe(o, gen(1))
+		}
+	}
+	whole := newDriver(t, Config{})
+	feed(whole, 0, 6)
+	want := whole.flush()
+
+	a := newDriver(t, Config{})
+	feed(a, 0, 3)
+	open, closed, err := a.e.SaveOpen(1 << 20)
+	if err != nil || len(closed) != 0 {
+		t.Fatalf("SaveOpen: %v, %d spans closed", err, len(closed))
+	}
+	if a.e.Stats().OpenEpisodes != 0 {
+		t.Fatal("saved episodes must leave the engine")
+	}
+	b := newDriver(t, Config{})
+	if err := b.e.RestoreOpen(open); err != nil {
+		t.Fatal(err)
+	}
+	feed(b, 3, 6)
+	all := append(append(append([]Span(nil), a.spans...), b.spans...), b.e.Flush()...)
+	for _, err := range checkInvariants(all) {
+		t.Error(err)
+	}
+	got := index(all)
+	if len(got.all) != len(want.all) {
+		t.Fatalf("%d spans with a restart, %d without", len(got.all), len(want.all))
+	}
+	for _, w := range want.all {
+		g, ok := got.byID[spanKey{w.TraceID, w.SpanID}]
+		if !ok || g.Parent != w.Parent || g.Name != w.Name || !g.Start.Equal(w.Start) || !g.End.Equal(w.End) {
+			t.Errorf("span %s %s: with a restart %+v", w.Name, w.SpanID, g)
+		}
+	}
+	// A budget too small closes the episode instead (its spans come back).
+	c := newDriver(t, Config{})
+	feed(c, 0, 3)
+	if _, closed, _ := c.e.SaveOpen(10); len(closed) == 0 {
+		t.Error("an episode over the budget must be closed and its spans returned")
+	}
+	if err := newEngine(t).RestoreOpen([]byte("[{}]")); err == nil {
+		t.Error("RestoreOpen accepted an episode without a root")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -290,8 +292,10 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 			return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 		}
 		if cp != nil {
-			if err := engine.RestoreState(cp.Extra); err != nil {
-				log.Warn("episode marks in the checkpoint unreadable; traces start afresh", "err", err)
+			if n, err := restoreEngine(engine, cp.Extra); err != nil {
+				log.Warn("episodes in the checkpoint unreadable; traces start afresh", "err", err)
+			} else if n > 0 {
+				log.Info("continuing open episodes", "episodes", n)
 			}
 			log.Info("resuming from checkpoint", "configmap", o.stateNamespace+"/"+store.Name, "watermark", cp.Watermark, "events", len(cp.Done), "saved", cp.Saved)
 		}
@@ -379,21 +383,35 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 			}
 		}
 	}()
-	saveCheckpoint := func(ctx context.Context) error {
+	// saveCheckpoint writes the checkpoint; open is the open episodes carried
+	// over a graceful restart (nil in the periodic saves).
+	var saveMu sync.Mutex
+	finalSaved := false
+	saveCheckpoint := func(ctx context.Context, open []byte, final bool) error {
 		if store == nil {
 			return nil
 		}
-		cp, ok := tracker.Snapshot(time.Now())
-		if !ok {
+		// One save at a time, and none after the final one (a periodic save
+		// still running at shutdown must not overwrite it).
+		saveMu.Lock()
+		defer saveMu.Unlock()
+		if finalSaved {
 			return nil
 		}
+		finalSaved = final
+		cp, changed := tracker.Snapshot(time.Now())
+		if cp == nil || (!changed && !final) {
+			return nil // initial list not processed yet, or nothing new
+		}
 		p.mu.Lock()
-		extra, err := engine.SaveState(time.Now(), markHorizon)
+		marks, err := engine.SaveState(time.Now(), markHorizon)
 		p.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		cp.Extra = extra
+		if cp.Extra, err = json.Marshal(engineState{Marks: marks, Open: open}); err != nil {
+			return err
+		}
 		if err := store.Save(ctx, cp); err != nil {
 			return err
 		}
@@ -410,7 +428,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if err := saveCheckpoint(ctx); err != nil && ctx.Err() == nil {
+					if err := saveCheckpoint(ctx, nil, false); err != nil && ctx.Err() == nil {
 						log.Error("checkpoint not saved", "err", err)
 					}
 				}
@@ -423,15 +441,59 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 	// One deadline for all of the shutdown.
 	fctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	// Open episodes end here so that every exported event span has its
-	// parents exported too; the checkpoint keeps their sequence, so the
-	// next episode of the same root gets a new trace linked to this one.
-	flushErr := p.flush(fctx)
+	// With a checkpoint, open episodes are carried over to the next process
+	// (same trace IDs continue; their object spans go out once, when they
+	// close); without one, or past the size budget, they close here so that
+	// every exported event span has its parents exported too.
+	var open []byte
+	var flushErr error
+	if store != nil {
+		var spans []causality.Span
+		p.mu.Lock()
+		open, spans, flushErr = engine.SaveOpen(openEpisodesBudget)
+		p.mu.Unlock()
+		flushErr = errors.Join(flushErr, p.spans(fctx, spans))
+	}
+	flushErr = errors.Join(flushErr, p.flush(fctx))
 	err = errors.Join(flushErr, shutdownCtx(fctx, sinks))
-	if cerr := saveCheckpoint(fctx); cerr != nil {
+	if err != nil {
+		// Not everything was delivered: do not carry episodes whose spans
+		// may be missing; the next process re-reads what was not acked.
+		open = nil
+	}
+	if cerr := saveCheckpoint(fctx, open, true); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoint: %w", cerr))
 	}
 	return err
+}
+
+// openEpisodesBudget bounds the open episodes carried in the checkpoint
+// (JSON before compression; a ConfigMap holds 1 MiB).
+const openEpisodesBudget = 2 << 20
+
+// engineState is the causality engine's part of the checkpoint.
+type engineState struct {
+	Marks []byte          `json:"marks,omitempty"`
+	Open  json.RawMessage `json:"open,omitempty"`
+}
+
+// restoreEngine loads the engine's part of a checkpoint and returns how many
+// open episodes continue.
+func restoreEngine(engine *causality.Engine, extra []byte) (int, error) {
+	if len(extra) == 0 {
+		return 0, nil
+	}
+	var st engineState
+	if err := json.Unmarshal(extra, &st); err != nil {
+		return 0, err
+	}
+	if err := engine.RestoreState(st.Marks); err != nil {
+		return 0, err
+	}
+	if err := engine.RestoreOpen(st.Open); err != nil {
+		return 0, err
+	}
+	return engine.Stats().OpenEpisodes, nil
 }
 
 // markHorizon is how long the engine remembers a root's last episode (for

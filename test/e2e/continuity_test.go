@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/cluster"
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
+)
+
+// A graceful restart carries open episodes over: a crash-looping pod's
+// BackOff warnings before and after the restart are one trace, whose root
+// and object spans are exported once, with no orphan and no doubled span.
+func TestOpenEpisodeContinuesAcrossGracefulRestart(t *testing.T) {
+	needCluster(t)
+	t.Parallel()
+	ctx := ctxFor(t, 2*time.Minute)
+	ns := shared.NewNamespace(t)
+	state := shared.NewNamespace(t)
+	recv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	args := deliveryArgs(state, "--episode-idle", "1m")
+
+	b1 := startBridge(t, recv.Addr(), bridgeOpts{Namespaces: ns, Args: args})
+	p := createPod(ctx, t, ns, "crasher", map[string]string{cluster.AnnotationFailure: cluster.FailureCrashLoop, cluster.AnnotationRepeatInterval: "400ms"})
+	backoffs := func(recs []rec) []rec {
+		var out []rec
+		for _, r := range recs {
+			if attr(r, "k8s.event.reason") == "BackOff" && attr(r, "k8s.object.name") == p.Name {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	waitRecords(ctx, t, recv, "3 BackOff before the restart", func(recs []rec) error {
+		if n := len(backoffs(recs)); n < 3 {
+			return fmt.Errorf("%d BackOff records", n)
+		}
+		return nil
+	})
+	if code := b1.Stop(); code != 0 {
+		t.Fatalf("first bridge exited %d", code)
+	}
+	before := len(backoffs(recordsOf(recv)))
+	if hasSpan(recv, "Pod crasher") {
+		t.Fatalf("the open episode was closed at shutdown (its Pod span was exported) instead of carried over")
+	}
+
+	b2 := startBridge(t, recv.Addr(), bridgeOpts{Namespaces: ns, Args: args})
+	if ok, _ := b2.out.contains("continuing open episodes"); !ok {
+		t.Errorf("second bridge did not say it continues the open episode")
+	}
+	waitRecords(ctx, t, recv, "3 more BackOff after the restart", func(recs []rec) error {
+		if n := len(backoffs(recs)); n < before+3 {
+			return fmt.Errorf("%d BackOff records, %d before the restart", n, before)
+		}
+		return nil
+	})
+	// Deleting the pod (the root) closes the episode: its spans go out now.
+	if err := shared.Client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !hasSpan(recv, "Pod crasher") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code := b2.Stop(); code != 0 {
+		t.Fatalf("second bridge exited %d", code)
+	}
+
+	recs := backoffs(recordsOf(recv))
+	tid := hexID(recs[0].Record.GetTraceId())
+	for _, r := range recs {
+		if got := hexID(r.Record.GetTraceId()); got != tid {
+			t.Fatalf("BackOff #%s in trace %s, the first in %s: the restart forked the trace", attr(r, "k8s.event.count"), got, tid)
+		}
+	}
+	f := buildForest(recv.Spans())
+	for _, d := range f.dups {
+		t.Errorf("span exported twice: %s", d)
+	}
+	for _, o := range f.orphans {
+		t.Errorf("orphan: %q (trace %s) has parent %s, never exported", o.name(), o.tid, o.parentID)
+	}
+	root := f.trace(tid)
+	if root == nil {
+		t.Fatalf("no root span for trace %s:\n%s", tid, f.render())
+	}
+	pods := root.findNamed("Pod crasher")
+	if len(pods) != 1 || len(pods[0].eventKids("Pod.BackOff", "")) != len(recs) {
+		t.Errorf("want one Pod span holding all %d BackOff spans:\n%s", len(recs), f.render())
+	}
+}
+
+func recordsOf(r *otlpreceiver.Receiver) []rec { return r.Logs() }
+
+func hasSpan(r *otlpreceiver.Receiver, name string) bool {
+	for _, s := range r.Spans() {
+		if s.Span.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
