@@ -50,6 +50,40 @@ var dialOptions = []grpc.DialOption{
 // disabled); LogSink owns retrying. Used with anything else (e.g. the SDK's
 // BatchProcessor) a failed export is dropped.
 func NewLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error) {
+	opts, err := exporterOptions(cfg, grpcOptions[otlploggrpc.Option]{
+		noRetry:     func() otlploggrpc.Option { return otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}) },
+		dial:        otlploggrpc.WithDialOption,
+		endpoint:    otlploggrpc.WithEndpoint,
+		endpointURL: otlploggrpc.WithEndpointURL,
+		insecure:    otlploggrpc.WithInsecure,
+		tls:         otlploggrpc.WithTLSCredentials,
+		headers:     otlploggrpc.WithHeaders,
+		compressor:  otlploggrpc.WithCompressor,
+		timeout:     otlploggrpc.WithTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return otlploggrpc.New(ctx, opts...)
+}
+
+// grpcOptions are one OTLP/gRPC exporter's option constructors, so that the
+// log and trace exporters are configured by one piece of code.
+type grpcOptions[O any] struct {
+	noRetry     func() O
+	dial        func(...grpc.DialOption) O
+	endpoint    func(string) O
+	endpointURL func(string) O
+	insecure    func() O
+	tls         func(credentials.TransportCredentials) O
+	headers     func(map[string]string) O
+	compressor  func(string) O
+	timeout     func(time.Duration) O
+}
+
+// exporterOptions turns cfg into exporter options: only the fields that are
+// set, so that the environment applies to the others.
+func exporterOptions[O any](cfg Config, b grpcOptions[O]) ([]O, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -61,34 +95,31 @@ func NewLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []otlploggrpc.Option{
-		otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}),
-		otlploggrpc.WithDialOption(dialOptions...),
-	}
+	opts := []O{b.noRetry(), b.dial(dialOptions...)}
 	switch {
 	case cfg.Endpoint != "" && cfg.Insecure:
-		opts = append(opts, otlploggrpc.WithEndpoint(cfg.Endpoint), otlploggrpc.WithInsecure())
+		opts = append(opts, b.endpoint(cfg.Endpoint), b.insecure())
 	case cfg.Endpoint != "":
 		// The https URL pins TLS: an explicitly configured endpoint must not
 		// silently become plaintext because of OTEL_EXPORTER_OTLP_INSECURE or
 		// the scheme of an OTEL_EXPORTER_OTLP_*ENDPOINT variable.
-		opts = append(opts, otlploggrpc.WithEndpointURL("https://"+cfg.Endpoint))
+		opts = append(opts, b.endpointURL("https://"+cfg.Endpoint))
 	case cfg.Insecure:
-		opts = append(opts, otlploggrpc.WithInsecure())
+		opts = append(opts, b.insecure())
 	}
 	if tlsCfg != nil {
-		opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
+		opts = append(opts, b.tls(credentials.NewTLS(tlsCfg)))
 	}
 	if headers != nil {
-		opts = append(opts, otlploggrpc.WithHeaders(headers))
+		opts = append(opts, b.headers(headers))
 	}
 	if cfg.Compression != "" {
-		opts = append(opts, otlploggrpc.WithCompressor(cfg.Compression))
+		opts = append(opts, b.compressor(cfg.Compression))
 	}
 	if cfg.Timeout > 0 {
-		opts = append(opts, otlploggrpc.WithTimeout(cfg.Timeout))
+		opts = append(opts, b.timeout(cfg.Timeout))
 	}
-	return otlploggrpc.New(ctx, opts...)
+	return opts, nil
 }
 
 // NewTraceExporter is NewLogExporter for spans (environment variables
@@ -96,43 +127,19 @@ func NewLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error) {
 // it makes one attempt per ExportSpans call: the caller owns retrying
 // (TraceSink). The connection is not established until the first export.
 func NewTraceExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	headers, err := cfg.expandedHeaders()
+	opts, err := exporterOptions(cfg, grpcOptions[otlptracegrpc.Option]{
+		noRetry:     func() otlptracegrpc.Option { return otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}) },
+		dial:        otlptracegrpc.WithDialOption,
+		endpoint:    otlptracegrpc.WithEndpoint,
+		endpointURL: otlptracegrpc.WithEndpointURL,
+		insecure:    otlptracegrpc.WithInsecure,
+		tls:         otlptracegrpc.WithTLSCredentials,
+		headers:     otlptracegrpc.WithHeaders,
+		compressor:  otlptracegrpc.WithCompressor,
+		timeout:     otlptracegrpc.WithTimeout,
+	})
 	if err != nil {
 		return nil, err
-	}
-	tlsCfg, err := cfg.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	opts := []otlptracegrpc.Option{
-		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
-		otlptracegrpc.WithDialOption(dialOptions...),
-	}
-	switch {
-	case cfg.Endpoint != "" && cfg.Insecure:
-		opts = append(opts, otlptracegrpc.WithEndpoint(cfg.Endpoint), otlptracegrpc.WithInsecure())
-	case cfg.Endpoint != "":
-		// The https URL pins TLS: an explicitly configured endpoint must not
-		// silently become plaintext because of OTEL_EXPORTER_OTLP_INSECURE or
-		// the scheme of an OTEL_EXPORTER_OTLP_*ENDPOINT variable.
-		opts = append(opts, otlptracegrpc.WithEndpointURL("https://"+cfg.Endpoint))
-	case cfg.Insecure:
-		opts = append(opts, otlptracegrpc.WithInsecure())
-	}
-	if tlsCfg != nil {
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
-	}
-	if headers != nil {
-		opts = append(opts, otlptracegrpc.WithHeaders(headers))
-	}
-	if cfg.Compression != "" {
-		opts = append(opts, otlptracegrpc.WithCompressor(cfg.Compression))
-	}
-	if cfg.Timeout > 0 {
-		opts = append(opts, otlptracegrpc.WithTimeout(cfg.Timeout))
 	}
 	return otlptracegrpc.New(ctx, opts...)
 }
