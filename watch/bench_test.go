@@ -151,11 +151,12 @@ func benchWatchStream(b *testing.B, mediaType string, events []*eventsv1.Event) 
 // BenchmarkWatchDecode is client-go's decoding of one watch event of an
 // events.k8s.io/v1 Event (with the managed fields the API server adds), as
 // the Event informer's reflector does it: framing, the WatchEvent envelope,
-// the embedded object; then slimEvent. One op is one Event. json is what the
-// bridge uses today (client-go's default); protobuf is for comparison.
+// the embedded object; then slimEvent. One op is one Event. protobuf is what
+// the daemon's clientset negotiates (client-go's generated clients prefer it
+// for built-in kinds); json is client-go's JSON decoder, for comparison.
 func BenchmarkWatchDecode(b *testing.B) {
 	events := benchStorm(20, 10, mustCache(b))
-	for _, mt := range []string{k8sruntime.ContentTypeJSON, k8sruntime.ContentTypeProtobuf} {
+	for _, mt := range []string{k8sruntime.ContentTypeProtobuf, k8sruntime.ContentTypeJSON} {
 		name := "json"
 		if mt == k8sruntime.ContentTypeProtobuf {
 			name = "protobuf"
@@ -369,7 +370,7 @@ func BenchmarkObjectCacheMemory(b *testing.B) {
 }
 
 // BenchmarkEventStoreMemory measures the heap per live Event: the Event
-// informer's store copy (decoded from JSON, managed fields dropped by
+// informer's store copy (decoded from protobuf, managed fields dropped by
 // slimEvent) plus the EventSource's per-Event state (dedup entry, checkpoint
 // tracker entry) after its occurrence was processed and acked. The API
 // server keeps Events for an hour (--event-ttl), so the informer holds
@@ -385,7 +386,7 @@ func BenchmarkEventStoreMemory(b *testing.B) {
 		}
 		events = append(events, ev)
 	}
-	stream := benchWatchStream(b, k8sruntime.ContentTypeJSON, events)
+	stream := benchWatchStream(b, k8sruntime.ContentTypeProtobuf, events)
 	handler := func(ctx context.Context, _ *eventsv1.Event, _ *convert.Occurrence) error {
 		DoneFromContext(ctx)()
 		return nil
@@ -394,7 +395,7 @@ func BenchmarkEventStoreMemory(b *testing.B) {
 	for b.Loop() {
 		before := benchHeap()
 		store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-		dec := benchWatchDecoder(b, k8sruntime.ContentTypeJSON, bytes.NewReader(stream))
+		dec := benchWatchDecoder(b, k8sruntime.ContentTypeProtobuf, bytes.NewReader(stream))
 		var decoded []*eventsv1.Event
 		for range events {
 			_, obj, err := dec.Decode()

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -29,9 +32,18 @@ import (
 // the bridge's CPU seconds per 10,000 events (/proc/<pid>/stat) and its
 // peak RSS (VmHWM), and fails unless every event arrived exactly once.
 //
+// Lag is measured from the moment the load generator's Create call returned
+// (so the API server's own write latency is left out) to the moment the
+// receiver handled the export request carrying the record; it is also split
+// at the record's observed timestamp (when the bridge's watch saw it).
+//
 // It runs only when asked, so `make test` stays fast:
 //
 //	KOB_LOAD=1 go test -count=1 -timeout 20m -run TestLoad -v ./test/e2e/
+//
+// KOB_LOAD_EVENTS and KOB_LOAD_WORKERS change the load, KOB_LOAD_CPUPROFILE=
+// FILE saves a 10s CPU profile of the bridge taken during the load, and
+// E2E_BRIDGE_BIN tests another binary (e.g. a `make build` release build).
 func TestLoad(t *testing.T) {
 	if os.Getenv("KOB_LOAD") != "1" {
 		t.Skip("load test: set KOB_LOAD=1 (and -run TestLoad) to run it")
@@ -43,7 +55,14 @@ func TestLoad(t *testing.T) {
 
 	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
 	ns := shared.NewNamespace(t)
-	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns})
+	// KOB_LOAD_CPUPROFILE=file: a CPU profile of the bridge during the
+	// load (its /debug/pprof), for `go tool pprof BINARY file`.
+	cpuProfile := os.Getenv("KOB_LOAD_CPUPROFILE")
+	var extra []string
+	if cpuProfile != "" {
+		extra = append(extra, "--pprof")
+	}
+	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: extra})
 	pid := b.cmd.Process.Pid
 	// Let the start-up settle (caches synced, first exports done).
 	time.Sleep(2 * time.Second)
@@ -64,6 +83,23 @@ func TestLoad(t *testing.T) {
 	var next atomic.Int64
 	var failed atomic.Int64
 	var wg sync.WaitGroup
+	profDone := make(chan struct{})
+	if cpuProfile != "" {
+		addr := b.metricsAddr(ctx)
+		go func() {
+			defer close(profDone)
+			code, body, err := httpGetTimeout(ctx, addr, "/debug/pprof/profile?seconds=10", 30*time.Second)
+			if err != nil || code != 200 {
+				t.Errorf("CPU profile: HTTP %d, %v", code, err)
+				return
+			}
+			if err := os.WriteFile(cpuProfile, []byte(body), 0o644); err != nil {
+				t.Error(err)
+			}
+		}()
+	} else {
+		close(profDone)
+	}
 	genStart := time.Now()
 	for range workers {
 		wg.Go(func() {
@@ -125,6 +161,7 @@ func TestLoad(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	allIn := time.Since(genStart)
+	<-profDone
 	// Give late duplicates a moment to show up.
 	time.Sleep(2 * time.Second)
 	cpu1 := loadCPUSeconds(t, pid)
@@ -199,6 +236,23 @@ func TestLoad(t *testing.T) {
 	if missing > 0 || dups > 0 {
 		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
 	}
+}
+
+// httpGetTimeout is httpGet with a longer deadline (a CPU profile).
+func httpGetTimeout(ctx context.Context, addr, path string, d time.Duration) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 func loadMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,180 @@
+package otlp
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+)
+
+// benchConn is a gRPC client connection that never connects: a client
+// interceptor takes each export request, encodes it with gRPC's proto codec
+// (the bytes the transport would send), counts them and answers OK. So the
+// benchmarks below run the production exporters (otlploggrpc,
+// otlptracegrpc: SDK data → OTLP protobuf messages → wire bytes) without
+// HTTP/2, a socket or a receiver.
+func benchConn(b *testing.B, wire, items *atomic.Int64) *grpc.ClientConn {
+	codec := encoding.GetCodecV2(proto.Name)
+	intercept := func(_ context.Context, _ string, req, _ any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, _ ...grpc.CallOption) error {
+		data, err := codec.Marshal(req)
+		if err != nil {
+			return err
+		}
+		wire.Add(int64(data.Len()))
+		data.Free()
+		switch r := req.(type) {
+		case *collogspb.ExportLogsServiceRequest:
+			for _, rl := range r.GetResourceLogs() {
+				for _, sl := range rl.GetScopeLogs() {
+					items.Add(int64(len(sl.GetLogRecords())))
+				}
+			}
+		case *coltracepb.ExportTraceServiceRequest:
+			for _, rs := range r.GetResourceSpans() {
+				for _, ss := range rs.GetScopeSpans() {
+					items.Add(int64(len(ss.GetSpans())))
+				}
+			}
+		}
+		return nil
+	}
+	conn, err := grpc.NewClient("passthrough:///otlp.bench.invalid",
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(intercept))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return conn
+}
+
+func benchResource() *resource.Resource {
+	return resource.NewSchemaless(convert.Resource("kube-otel-bridge", "bench", "2b9c3f4e-8a51-4c1d-9d7e-0f6b2a1c3d4e")...)
+}
+
+// benchOccurrence is a kubelet event about a pod of a Deployment, owner
+// chain resolved and span assigned: a typical log record (24 attributes).
+func benchOccurrence() *convert.Occurrence {
+	at := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	pod := convert.Ref{Kind: "Pod", APIVersion: "v1", Namespace: "team-07", Name: "app-0007-7bc89f5d4-x2x9z",
+		UID: "00000004-1111-4000-8000-000000000046", ResourceVersion: "48213", FieldPath: "spec.containers{app}"}
+	return &convert.Occurrence{
+		EventUID: "000000e0-0000-4000-8000-0000000002a1", EventName: "app-0007-7bc89f5d4-x2x9z.17f00000000002a1", Namespace: "team-07",
+		Count: 1, Type: "Normal", Reason: "Pulled", Note: `Successfully pulled image "registry.example/app:2.0" in 512ms (512ms including waiting). Image size: 41235562 bytes.`,
+		Time: at, FirstTime: at, Observed: at.Add(5 * time.Millisecond), Regarding: pod,
+		ReportingController: "kubelet", ReportingInstance: "node-070", SourceHost: "node-070",
+		Chain: []convert.Ref{pod,
+			{Kind: "ReplicaSet", APIVersion: "apps/v1", Namespace: "team-07", Name: "app-0007-7bc89f5d4", UID: "00000002-1111-4000-8000-000000000007"},
+			{Kind: "Deployment", APIVersion: "apps/v1", Namespace: "team-07", Name: "app-0007", UID: "00000001-1111-4000-8000-000000000007"}},
+		TraceID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:  [8]byte{1, 2, 3, 4, 5, 6, 7, 8},
+	}
+}
+
+// BenchmarkLogSink: one op is one occurrence's log record from
+// convert.LogRecord through LogSink.Emit (SDK record, queue, batching, ack)
+// and the otlploggrpc exporter to encoded OTLP bytes, on one core (the
+// sink's worker included). The run ends with ForceFlush, inside the timing.
+func BenchmarkLogSink(b *testing.B) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	var wire, items atomic.Int64
+	conn := benchConn(b, &wire, &items)
+	defer conn.Close()
+	ctx := context.Background()
+	exp, err := otlploggrpc.New(ctx, otlploggrpc.WithGRPCConn(conn), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewLogSink(exp, benchResource(), Config{}, slog.New(slog.DiscardHandler))
+	defer s.Shutdown(ctx)
+	o := benchOccurrence()
+	sctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: o.TraceID, SpanID: o.SpanID, TraceFlags: trace.FlagsSampled}))
+	var acked atomic.Int64
+	ack := func() { acked.Add(1) }
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Emit(sctx, convert.LogRecord(o), ack); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.ForceFlush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if acked.Load() != int64(b.N) || items.Load() != int64(b.N) {
+		b.Fatalf("acked %d, exported %d, want %d", acked.Load(), items.Load(), b.N)
+	}
+	b.ReportMetric(float64(wire.Load())/float64(b.N), "otlp-B/record")
+}
+
+// benchSpan is an event span as the causality engine makes it (the
+// attributes of causality's eventAttributes for a pod event).
+func benchSpan() causality.Span {
+	o := benchOccurrence()
+	return causality.Span{
+		TraceID: o.TraceID, SpanID: o.SpanID, Parent: trace.SpanID{9, 9, 9, 9, 9, 9, 9, 9},
+		Name: "Pod.Pulled", Kind: causality.KindEvent, Start: o.Time, End: o.Time, Service: "kubelet",
+		Attributes: []attribute.KeyValue{
+			attribute.String("k8s.event.reason", o.Reason), attribute.String("k8s.event.uid", o.EventUID),
+			attribute.Int("k8s.event.count", 1), attribute.String("k8s.event.type", o.Type),
+			attribute.String("k8s.event.note", o.Note), attribute.String("k8s.namespace.name", o.Namespace),
+			attribute.String("k8s.object.kind", "Pod"), attribute.String("k8s.object.name", o.Regarding.Name),
+			attribute.String("k8s.object.fieldpath", o.Regarding.FieldPath), attribute.String("k8s.pod.name", o.Regarding.Name),
+			attribute.String("k8s.pod.uid", o.Regarding.UID), attribute.String("k8s.replicaset.name", o.Chain[1].Name),
+			attribute.String("k8s.deployment.name", o.Chain[2].Name), attribute.String("k8s.node.name", o.SourceHost),
+		},
+	}
+}
+
+// BenchmarkTraceSink: one op is one span from TraceSink.Emit (snapshot,
+// per-service resource, queue, batching, ack) through the otlptracegrpc
+// exporter to encoded OTLP bytes, on one core, ForceFlush included.
+func BenchmarkTraceSink(b *testing.B) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	var wire, items atomic.Int64
+	conn := benchConn(b, &wire, &items)
+	defer conn.Close()
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithGRPCConn(conn), otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewTraceSink(exp, benchResource(), Config{}, slog.New(slog.DiscardHandler))
+	defer s.Shutdown(ctx)
+	span := benchSpan()
+	var acked atomic.Int64
+	ack := func() { acked.Add(1) }
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Emit(ctx, span, ack); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.ForceFlush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if acked.Load() != int64(b.N) || items.Load() != int64(b.N) {
+		b.Fatalf("acked %d, exported %d, want %d", acked.Load(), items.Load(), b.N)
+	}
+	b.ReportMetric(float64(wire.Load())/float64(b.N), "otlp-B/span")
+}
