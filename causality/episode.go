@@ -458,7 +458,7 @@ func walk(n *treeNode, f func(*treeNode)) {
 }
 
 func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs := make([]attribute.KeyValue, 0, 12+2*len(o.Chain))
 	attrs = append(attrs,
 		attribute.String("k8s.event.reason", o.Reason),
 		attribute.String("k8s.event.uid", o.EventUID),
@@ -489,37 +489,28 @@ func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
 // appendChain adds the stable semconv k8s.<kind>.name/uid of each object.
 func appendChain(attrs []attribute.KeyValue, chain []convert.Ref) []attribute.KeyValue {
 	for i := range chain {
-		if key, ok := semconvKey(chain[i].Kind); ok {
-			attrs = append(attrs, attribute.String("k8s."+key+".name", chain[i].Name))
+		if k, ok := semconvKeys[chain[i].Kind]; ok {
+			attrs = append(attrs, k.name.String(chain[i].Name))
 			if chain[i].UID != "" {
-				attrs = append(attrs, attribute.String("k8s."+key+".uid", chain[i].UID))
+				attrs = append(attrs, k.uid.String(chain[i].UID))
 			}
 		}
 	}
 	return attrs
 }
 
-func semconvKey(kind string) (string, bool) {
-	switch kind {
-	case "Pod":
-		return "pod", true
-	case "ReplicaSet":
-		return "replicaset", true
-	case "Deployment":
-		return "deployment", true
-	case "StatefulSet":
-		return "statefulset", true
-	case "DaemonSet":
-		return "daemonset", true
-	case "Job":
-		return "job", true
-	case "CronJob":
-		return "cronjob", true
-	case "Node":
-		return "node", true
+// semconvKeys are the stable k8s.<kind>.name/uid attribute keys, built once
+// (no string building per occurrence).
+var semconvKeys = func() map[string]struct{ name, uid attribute.Key } {
+	m := map[string]struct{ name, uid attribute.Key }{}
+	for kind, key := range map[string]string{
+		"Pod": "pod", "ReplicaSet": "replicaset", "Deployment": "deployment", "StatefulSet": "statefulset",
+		"DaemonSet": "daemonset", "Job": "job", "CronJob": "cronjob", "Node": "node",
+	} {
+		m[kind] = struct{ name, uid attribute.Key }{attribute.Key("k8s." + key + ".name"), attribute.Key("k8s." + key + ".uid")}
 	}
-	return "", false
-}
+	return m
+}()
 
 func objectAttributes(o *object, ep *episode, reason string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{

@@ -22,7 +22,7 @@ import (
 const (
 	DefaultQueueSize    = 2048
 	DefaultBatchSize    = 512
-	DefaultBatchTimeout = time.Second
+	DefaultBatchTimeout = 200 * time.Millisecond
 )
 
 // Config configures the OTLP/gRPC connection and the LogSink or TraceSink.
