@@ -266,11 +266,29 @@ func loadEpisode(s savedOpen) (*episode, error) {
 	return ep, nil
 }
 
-// SaveOpen returns the open episodes, most recently active first, as long
-// as they fit in budget bytes (JSON, before compression), and closes the
-// rest, returning their spans for export. Saved episodes leave the engine:
-// the next process restores them with RestoreOpen.
-func (e *Engine) SaveOpen(budget int) ([]byte, []Span, error) {
+// SnapshotOpen returns the open episodes like SaveOpen but leaves them open:
+// the periodic checkpoint carries them so that even after a crash the next
+// process continues them (re-read occurrences add nothing twice). Episodes
+// past the budget are left out of the snapshot.
+func (e *Engine) SnapshotOpen(budget int) ([]byte, error) {
+	var saved []json.RawMessage
+	size := 0
+	for _, ep := range e.byActivity() {
+		b, err := json.Marshal(ep.save())
+		if err != nil {
+			return nil, err
+		}
+		if size+len(b) > budget {
+			break
+		}
+		size += len(b)
+		saved = append(saved, b)
+	}
+	return json.Marshal(saved)
+}
+
+// byActivity lists the open episodes, most recently active first.
+func (e *Engine) byActivity() []*episode {
 	eps := make([]*episode, 0, len(e.open))
 	for _, ep := range e.open {
 		eps = append(eps, ep)
@@ -281,10 +299,18 @@ func (e *Engine) SaveOpen(budget int) ([]byte, []Span, error) {
 		}
 		return eps[i].rootKey < eps[j].rootKey
 	})
+	return eps
+}
+
+// SaveOpen returns the open episodes, most recently active first, as long
+// as they fit in budget bytes (JSON, before compression), and closes the
+// rest, returning their spans for export. Saved episodes leave the engine:
+// the next process restores them with RestoreOpen.
+func (e *Engine) SaveOpen(budget int) ([]byte, []Span, error) {
 	var saved []json.RawMessage
 	size := 0
 	var spans []Span
-	for _, ep := range eps {
+	for _, ep := range e.byActivity() {
 		b, err := json.Marshal(ep.save())
 		if err != nil {
 			return nil, nil, err

@@ -405,6 +405,12 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		}
 		p.mu.Lock()
 		marks, err := engine.SaveState(time.Now(), markHorizon)
+		if err == nil && !final {
+			// Taken after the watermark: every occurrence it covers is in
+			// the engine already, so after a crash the open episodes continue
+			// and the occurrences read again add nothing twice.
+			open, err = engine.SnapshotOpen(snapshotEpisodesBudget)
+		}
 		p.mu.Unlock()
 		if err != nil {
 			return err
@@ -467,9 +473,13 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 	return err
 }
 
-// openEpisodesBudget bounds the open episodes carried in the checkpoint
-// (JSON before compression; a ConfigMap holds 1 MiB).
-const openEpisodesBudget = 2 << 20
+// openEpisodesBudget bounds the open episodes carried in the final
+// checkpoint, snapshotEpisodesBudget those in the periodic ones (JSON before
+// compression; a ConfigMap holds 1 MiB, and the periodic save runs often).
+const (
+	openEpisodesBudget     = 2 << 20
+	snapshotEpisodesBudget = 1 << 20
+)
 
 // engineState is the causality engine's part of the checkpoint.
 type engineState struct {
