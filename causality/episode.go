@@ -242,7 +242,6 @@ func spanName(kind, reason string) string {
 type treeNode struct {
 	span     *Span
 	children []*treeNode
-	fixed    bool // exported already: its times cannot change
 }
 
 // finish builds the episode's tree, decides the parents of object spans,

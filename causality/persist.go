@@ -51,7 +51,7 @@ func saveAttrs(kvs []attribute.KeyValue) []savedAttr {
 		case attribute.FLOAT64:
 			a.T, a.V = "f", kv.Value.AsFloat64()
 		default:
-			a.T, a.V = "s", kv.Value.Emit()
+			a.T, a.V = "s", kv.Value.String()
 		}
 		out = append(out, a)
 	}

@@ -68,7 +68,7 @@ func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error 
 			if err := p.emitSpan(ctx, s, a); err != nil {
 				return err
 			}
-		} else if a != nil {
+		} else {
 			a()
 		}
 	}

@@ -156,7 +156,7 @@ func dur(d time.Duration) string {
 func attr(s *causality.Span, key string) (string, bool) {
 	for _, a := range s.Attributes {
 		if string(a.Key) == key {
-			return a.Value.Emit(), true
+			return a.Value.String(), true
 		}
 	}
 	return "", false
@@ -201,7 +201,7 @@ func JSON(w io.Writer, spans []causality.Span) error {
 				if len(s.Attributes) > 0 {
 					j.Attributes = map[string]string{}
 					for _, a := range s.Attributes {
-						j.Attributes[string(a.Key)] = a.Value.Emit()
+						j.Attributes[string(a.Key)] = a.Value.String()
 					}
 				}
 				for _, l := range s.Links {

@@ -59,15 +59,14 @@ type Cluster struct {
 	// Nodes are the names of the fake nodes.
 	Nodes []string
 
-	opts     Options
-	ownsDir  bool
-	procs    []*process
-	ports    ports
-	caData   []byte
-	tokens   map[string]string // user → bearer token
-	apiURL   string
-	stopped  bool
-	stopOnce chan struct{}
+	opts    Options
+	ownsDir bool
+	procs   []*process
+	ports   ports
+	caData  []byte
+	tokens  map[string]string // user → bearer token
+	apiURL  string
+	stopped bool
 }
 
 type ports struct{ etcdClient, etcdPeer, apiserver, kwok int }
@@ -113,7 +112,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return nil, fmt.Errorf("cluster: binary %s missing in %s (run `make cluster-bins`): %w", b, opts.BinDir, err)
 		}
 	}
-	c = &Cluster{opts: opts, Dir: opts.Dir, stopOnce: make(chan struct{})}
+	c = &Cluster{opts: opts, Dir: opts.Dir}
 	if c.Dir == "" {
 		if c.Dir, err = os.MkdirTemp("", "kob-cluster-"); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
