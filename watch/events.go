@@ -91,7 +91,7 @@ type EventSource struct {
 	start   time.Time
 
 	queue     chan observed
-	informers []cache.SharedIndexInformer
+	stores    []*eventStore
 	api       string
 }
 
@@ -167,42 +167,33 @@ func (s *EventSource) Start(ctx context.Context) error {
 		}
 	}
 	for _, ns := range namespaces {
-		inf := s.newInformer(ns, tweak)
-		if err := inf.SetTransform(slimEvent); err != nil {
-			return fmt.Errorf("event source: %w", err)
-		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
-			AddFunc:    func(obj any, initial bool) { s.enqueue(ctx, obj, initial) },
-			UpdateFunc: func(_, obj any) { s.enqueue(ctx, obj, false) },
-			DeleteFunc: func(obj any) { s.enqueueDelete(ctx, obj) },
-		}); err != nil {
-			return fmt.Errorf("event source: %w", err)
-		}
-		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-			// The informer re-lists or re-watches by itself; dedup makes
-			// that lose and double nothing.
-			s.opts.Logger.Warn("event watch failed; the informer lists or watches again", "err", err)
-		}); err != nil {
-			return fmt.Errorf("event source: %w", err)
-		}
-		s.informers = append(s.informers, inf)
+		store := newEventStore(ctx, s)
+		r := cache.NewReflectorWithOptions(s.listWatch(ns, tweak), s.expectedType(), store, cache.ReflectorOptions{
+			Name: "events", TypeDescription: "Event (" + s.api + ")",
+		})
+		s.stores = append(s.stores, store)
 		if s.opts.Tracker != nil {
-			s.opts.Tracker.SetLimit(func() uint64 { return ParseRV(inf.LastSyncResourceVersion()) })
+			s.opts.Tracker.SetLimit(func() uint64 { return ParseRV(r.LastSyncResourceVersion()) })
 		}
-		go inf.Run(ctx.Done())
+		go r.RunWithContext(ctx)
 	}
 	return nil
 }
 
-// newInformer builds the Event informer on a ListWatch that counts its own
-// lists and watches: every one after the first is a restart (410 Gone, API
-// server restart, network), whichever path inside client-go retried it.
-func (s *EventSource) newInformer(ns string, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
+func (s *EventSource) expectedType() runtime.Object {
+	if s.api == "v1" {
+		return &corev1.Event{}
+	}
+	return &eventsv1.Event{}
+}
+
+// listWatch lists and watches Events, counting its own lists and watches:
+// every one after the first is a restart (410 Gone, API server restart,
+// network), whichever path inside client-go retried it.
+func (s *EventSource) listWatch(ns string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
 	var lw *cache.ListWatch
-	var obj runtime.Object
 	if s.api == "v1" {
 		c := s.client.CoreV1().Events(ns)
-		obj = &corev1.Event{}
 		lw = &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				tweak(&o)
@@ -215,7 +206,6 @@ func (s *EventSource) newInformer(ns string, tweak func(*metav1.ListOptions)) ca
 		}
 	} else {
 		c := s.client.EventsV1().Events(ns)
-		obj = &eventsv1.Event{}
 		lw = &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				tweak(&o)
@@ -241,15 +231,15 @@ func (s *EventSource) newInformer(ns string, tweak func(*metav1.ListOptions)) ca
 		return watch(ctx, o)
 	}
 	// Like client-go's own informers: fake clients opt out of watch-list.
-	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), obj, 0, cache.Indexers{})
+	return cache.ToListWatcherWithWatchListSemantics(lw, s.client)
 }
 
 // WaitForSync waits until the Event informers have listed, then queues a
 // marker: when the worker reaches it, the initial list is processed.
 func (s *EventSource) WaitForSync(ctx context.Context) bool {
-	syncs := make([]cache.InformerSynced, 0, len(s.informers))
-	for _, inf := range s.informers {
-		syncs = append(syncs, inf.HasSynced)
+	syncs := make([]cache.InformerSynced, 0, len(s.stores))
+	for _, st := range s.stores {
+		syncs = append(syncs, st.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
 		return false
@@ -262,7 +252,7 @@ func (s *EventSource) WaitForSync(ctx context.Context) bool {
 	return true
 }
 
-// slimEvent drops managed fields before the informer stores the Event.
+// slimEvent drops managed fields before an Event waits in the queue.
 func slimEvent(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)

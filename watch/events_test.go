@@ -467,8 +467,8 @@ func TestEventSourceNamespaces(t *testing.T) {
 	runSource(t, src)
 	// One informer (resourceVersion order for the checkpoint); several
 	// included namespaces are picked client-side.
-	if len(src.informers) != 1 {
-		t.Errorf("%d informers, want one", len(src.informers))
+	if len(src.stores) != 1 {
+		t.Errorf("%d Event watches, want one", len(src.stores))
 	}
 	createEvent(t, client, widgetEvent("c", "in-c", 1, testT0))
 	createEvent(t, client, widgetEvent("a", "in-a", 1, testT0))

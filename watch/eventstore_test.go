@@ -1,0 +1,69 @@
+package watch
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func storeEvent(name, uid, rv string) *eventsv1.Event {
+	return &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(uid), ResourceVersion: rv,
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "x"}}}}
+}
+
+func drain(s *EventSource) []observed {
+	var out []observed
+	for {
+		select {
+		case ob := <-s.queue:
+			out = append(out, ob)
+		default:
+			return out
+		}
+	}
+}
+
+// The store keeps no Event, only what a relist needs to tell what changed.
+func TestEventStoreRelist(t *testing.T) {
+	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}}
+	s.opts.Now = time.Now
+	st := newEventStore(context.Background(), s)
+	if st.HasSynced() {
+		t.Fatal("synced before the first list")
+	}
+	_ = st.Replace([]any{storeEvent("a", "ua", "1"), storeEvent("b", "ub", "2"), storeEvent("c", "uc", "3")}, "3")
+	got := drain(s)
+	if len(got) != 3 || !got[0].initial || !st.HasSynced() {
+		t.Fatalf("initial list: %d observed (initial %v), synced %v", len(got), got[0].initial, st.HasSynced())
+	}
+	if got[0].ev.ManagedFields != nil {
+		t.Error("managed fields kept while queued")
+	}
+	_ = st.Update(storeEvent("a", "ua", "4"))
+	if got := drain(s); len(got) != 1 || got[0].initial || got[0].ev.Name != "a" {
+		t.Fatalf("watch update: %+v", got)
+	}
+	// The watch broke; meanwhile b changed and c was deleted (TTL).
+	_ = st.Replace([]any{storeEvent("a", "ua", "4"), storeEvent("b", "ub", "7")}, "8")
+	got = drain(s)
+	if len(got) != 2 {
+		t.Fatalf("relist: %d observed, want b changed and c deleted", len(got))
+	}
+	if got[0].ev.Name != "b" || got[0].initial || got[0].deleted {
+		t.Errorf("relist change: %+v", got[0])
+	}
+	if got[1].ev.Name != "c" || !got[1].deleted || got[1].ev.UID != "uc" {
+		t.Errorf("relist deletion: %+v", got[1])
+	}
+	if st.Len() != 2 {
+		t.Errorf("%d Events known, want 2", st.Len())
+	}
+	_ = st.Delete(storeEvent("a", "ua", "4"))
+	if got := drain(s); len(got) != 1 || !got[0].deleted || st.Len() != 1 {
+		t.Errorf("delete: %+v, %d known", got, st.Len())
+	}
+}
