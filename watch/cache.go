@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
@@ -91,7 +90,7 @@ type ObjectCache struct {
 	byUID     map[string]*Object
 	nodeNames map[string]string // node name → UID (kubelets name nodes by name in UIDs)
 
-	informers []cache.SharedIndexInformer
+	stores []*kindStore
 
 	errMu  sync.Mutex
 	denied error
@@ -126,28 +125,17 @@ func (c *ObjectCache) Start(ctx context.Context, client metadata.Interface) erro
 			nss = []string{metav1.NamespaceAll}
 		}
 		for _, ns := range nss {
-			inf := metadatainformer.NewFilteredMetadataInformer(client, k.gvr, ns, 0, cache.Indexers{}, nil).Informer()
-			if err := inf.SetTransform(slimMetadata); err != nil {
-				return fmt.Errorf("object cache: %w", err)
-			}
 			what := fmt.Sprintf("%s %s", k.apiVersion, k.gvr.Resource)
 			if ns != "" {
 				what += " in namespace " + ns
 			}
-			if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-				c.watchError(what, err)
-			}); err != nil {
-				return fmt.Errorf("object cache: %w", err)
-			}
-			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				AddFunc:    func(obj any) { c.observe(k, obj) },
-				UpdateFunc: func(_, obj any) { c.observe(k, obj) },
-				DeleteFunc: func(obj any) { c.observeDelete(obj) },
-			}); err != nil {
-				return fmt.Errorf("object cache: %w", err)
-			}
-			c.informers = append(c.informers, inf)
-			go inf.Run(ctx.Done())
+			// A reflector whose store is the cache itself: an informer would
+			// keep a second copy of every object's metadata.
+			st := &kindStore{c: c, k: k, ns: ns}
+			r := cache.NewReflectorWithOptions(c.listWatch(client, k, ns, what), &metav1.PartialObjectMetadata{}, st,
+				cache.ReflectorOptions{Name: "objects", TypeDescription: what})
+			c.stores = append(c.stores, st)
+			go r.RunWithContext(ctx)
 		}
 	}
 	go c.collect(ctx)
@@ -161,8 +149,8 @@ func (c *ObjectCache) WaitForSync(ctx context.Context) bool {
 	defer t.Stop()
 	for {
 		synced := true
-		for _, inf := range c.informers {
-			synced = synced && inf.HasSynced()
+		for _, st := range c.stores {
+			synced = synced && st.synced.Load()
 		}
 		if synced {
 			return true
@@ -202,44 +190,6 @@ func (c *ObjectCache) watchError(what string, err error) {
 		return
 	}
 	c.opts.Logger.Warn("object cache watch failed; the informer lists or watches again", "resource", what, "err", err)
-}
-
-// slimMetadata drops what the cache never reads before the informer stores
-// the object: managed fields, labels, annotations but the traceparent,
-// finalizers, the type (always PartialObjectMetadata) and generateName. The
-// owner references keep what observe reads, their apiVersion and kind
-// shared with WatchedKinds instead of one copy per object.
-func slimMetadata(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	tp := traceparent(m.Annotations)
-	m.TypeMeta = metav1.TypeMeta{}
-	m.GenerateName = ""
-	m.ManagedFields = nil
-	m.Labels = nil
-	m.Annotations = nil
-	if tp != "" {
-		m.Annotations = map[string]string{TraceparentAnnotation: tp}
-	}
-	m.Finalizers = nil
-	for i := range m.OwnerReferences {
-		r := &m.OwnerReferences[i]
-		for _, k := range WatchedKinds {
-			if r.Kind == k.kind && r.APIVersion == k.apiVersion {
-				r.Kind, r.APIVersion = k.kind, k.apiVersion
-				break
-			}
-		}
-		r.BlockOwnerDeletion = nil
-		if r.Controller != nil && *r.Controller {
-			r.Controller = &isController
-		} else {
-			r.Controller = nil
-		}
-	}
-	return m, nil
 }
 
 // isController is the shared value of slimmed controller owner references

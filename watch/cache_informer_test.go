@@ -89,8 +89,8 @@ func TestObjectCacheInformers(t *testing.T) {
 	if err := c.Start(ctx, client); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.informers) != len(WatchedKinds) {
-		t.Errorf("%d informers, want %d", len(c.informers), len(WatchedKinds))
+	if len(c.stores) != len(WatchedKinds) {
+		t.Errorf("%d reflectors, want %d", len(c.stores), len(WatchedKinds))
 	}
 	if !c.WaitForSync(ctx) {
 		t.Fatal("not synced")
@@ -129,30 +129,6 @@ func TestObjectCacheInformers(t *testing.T) {
 	}
 	if o.Traceparent != "" {
 		t.Errorf("replica set traceparent = %q", o.Traceparent)
-	}
-
-	// The informer stores hold slimmed objects only.
-	for _, inf := range c.informers {
-		for _, item := range inf.GetStore().List() {
-			m, ok := item.(*metav1.PartialObjectMetadata)
-			if !ok {
-				t.Errorf("store holds %T", item)
-				continue
-			}
-			if m.Labels != nil || m.ManagedFields != nil || m.Finalizers != nil {
-				t.Errorf("%s: not slimmed: labels %v managedFields %v finalizers %v", m.Name, m.Labels, m.ManagedFields, m.Finalizers)
-			}
-			if m.UID == "dep-uid" {
-				if len(m.Annotations) != 1 || m.Annotations[TraceparentAnnotation] != testTraceparent {
-					t.Errorf("deployment annotations = %v, want only the traceparent", m.Annotations)
-				}
-			} else if m.Annotations != nil {
-				t.Errorf("%s: annotations kept: %v", m.Name, m.Annotations)
-			}
-			if m.UID == "" || m.Name == "" {
-				t.Errorf("slimmed too much: %+v", m.ObjectMeta)
-			}
-		}
 	}
 
 	// Drain the initial adds.
@@ -221,8 +197,8 @@ func TestObjectCacheNamespaces(t *testing.T) {
 	if err := c.Start(ctx, client); err != nil {
 		t.Fatal(err)
 	}
-	if want := 2*(len(WatchedKinds)-1) + 1; len(c.informers) != want {
-		t.Errorf("%d informers, want %d (nodes once)", len(c.informers), want)
+	if want := 2*(len(WatchedKinds)-1) + 1; len(c.stores) != want {
+		t.Errorf("%d reflectors, want %d (nodes once)", len(c.stores), want)
 	}
 	if !c.WaitForSync(ctx) {
 		t.Fatal("not synced")
@@ -231,36 +207,5 @@ func TestObjectCacheNamespaces(t *testing.T) {
 		if _, ok := c.Get(uid); ok != want {
 			t.Errorf("Get(%s) = %v, want %v", uid, ok, want)
 		}
-	}
-}
-
-func TestSlimMetadata(t *testing.T) {
-	m := partial("Pod", "demo", "p", "pu", metav1.OwnerReference{Kind: "ReplicaSet", Name: "rs", UID: "rsu"})
-	m.Annotations[TraceparentAnnotation] = testTraceparent
-	out, err := slimMetadata(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := out.(*metav1.PartialObjectMetadata)
-	if s.Labels != nil || s.ManagedFields != nil || s.Finalizers != nil {
-		t.Errorf("not slimmed: %+v", s.ObjectMeta)
-	}
-	if len(s.Annotations) != 1 || s.Annotations[TraceparentAnnotation] != testTraceparent {
-		t.Errorf("annotations = %v", s.Annotations)
-	}
-	if s.Name != "p" || s.Namespace != "demo" || s.UID != "pu" || s.Generation != 3 || len(s.OwnerReferences) != 1 {
-		t.Errorf("slimmed too much: %+v", s.ObjectMeta)
-	}
-
-	m = partial("Pod", "demo", "p", "pu")
-	out, _ = slimMetadata(m)
-	if out.(*metav1.PartialObjectMetadata).Annotations != nil {
-		t.Errorf("annotations kept without a traceparent")
-	}
-
-	// Other types pass through untouched.
-	other := &metav1.Status{Message: "x"}
-	if out, err := slimMetadata(other); err != nil || out != other {
-		t.Errorf("slimMetadata(%T) = %v, %v", other, out, err)
 	}
 }

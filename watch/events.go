@@ -90,9 +90,9 @@ type EventSource struct {
 	handle  Handler
 	start   time.Time
 
-	queue     chan observed
-	stores    []*eventStore
-	api       string
+	queue  chan observed
+	stores []*eventStore
+	api    string
 }
 
 type observed struct {
