@@ -89,6 +89,7 @@ type ObjectCache struct {
 	mu        sync.RWMutex
 	byUID     map[string]*Object
 	nodeNames map[string]string // node name → UID (kubelets name nodes by name in UIDs)
+	interned  map[string]string
 
 	stores []*kindStore
 
@@ -110,7 +111,7 @@ func NewObjectCache(opts CacheOptions) (*ObjectCache, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &ObjectCache{opts: opts, byUID: map[string]*Object{}, nodeNames: map[string]string{}}, nil
+	return &ObjectCache{opts: opts, byUID: map[string]*Object{}, nodeNames: map[string]string{}, interned: map[string]string{}}, nil
 }
 
 // Start creates the metadata informers and starts them; use WaitForSync.
@@ -201,23 +202,50 @@ func (c *ObjectCache) observe(k watchedKind, obj any) {
 	if !ok {
 		return
 	}
+	// Strings many objects share are kept once: namespaces, owner kinds and
+	// API versions, and an owner's UID (the owner's own copy).
+	c.mu.Lock()
 	o := &Object{
 		UID:         string(m.UID),
 		APIVersion:  k.apiVersion,
 		Kind:        k.kind,
-		Namespace:   m.Namespace,
+		Namespace:   c.internLocked(m.Namespace),
 		Name:        m.Name,
 		Generation:  m.Generation,
 		Traceparent: traceparent(m.Annotations),
 	}
+	if prev, ok := c.byUID[o.UID]; ok {
+		o.UID = prev.UID
+	}
 	if len(m.OwnerReferences) > 0 {
 		o.Owners = make([]OwnerRef, 0, len(m.OwnerReferences))
 		for _, r := range m.OwnerReferences {
-			o.Owners = append(o.Owners, OwnerRef{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: string(r.UID), Controller: r.Controller != nil && *r.Controller})
+			uid := string(r.UID)
+			if owner, ok := c.byUID[uid]; ok {
+				uid = owner.UID
+			}
+			o.Owners = append(o.Owners, OwnerRef{APIVersion: c.internLocked(r.APIVersion), Kind: c.internLocked(r.Kind),
+				Name: r.Name, UID: uid, Controller: r.Controller != nil && *r.Controller})
 		}
 	}
+	c.mu.Unlock()
 	c.Upsert(o)
 }
+
+// internLocked returns one shared copy of a short, often repeated string
+// (namespaces, kinds, API versions). Bounded: past maxInterned, strings are
+// kept as they come.
+func (c *ObjectCache) internLocked(s string) string {
+	if v, ok := c.interned[s]; ok {
+		return v
+	}
+	if len(c.interned) < maxInterned {
+		c.interned[s] = s
+	}
+	return s
+}
+
+const maxInterned = 100000
 
 func (c *ObjectCache) observeDelete(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
