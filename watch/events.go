@@ -191,44 +191,32 @@ func (s *EventSource) expectedType() runtime.Object {
 // every one after the first is a restart (410 Gone, API server restart,
 // network), whichever path inside client-go retried it.
 func (s *EventSource) listWatch(ns string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
-	var lw *cache.ListWatch
+	var list func(context.Context, metav1.ListOptions) (runtime.Object, error)
+	var watch func(context.Context, metav1.ListOptions) (watchapi.Interface, error)
 	if s.api == "v1" {
 		c := s.client.CoreV1().Events(ns)
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				tweak(&o)
-				return c.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
-				tweak(&o)
-				return c.Watch(ctx, o)
-			},
-		}
+		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }
+		watch = c.Watch
 	} else {
 		c := s.client.EventsV1().Events(ns)
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				tweak(&o)
-				return c.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
-				tweak(&o)
-				return c.Watch(ctx, o)
-			},
-		}
+		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }
+		watch = c.Watch
 	}
-	list, watch := lw.ListWithContextFunc, lw.WatchFuncWithContext
-	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		if s.stats.lists.Add(1) > 1 {
-			s.stats.watchErrors.Add(1)
-		}
-		return list(ctx, o)
-	}
-	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
-		if s.stats.watches.Add(1) > 1 {
-			s.stats.watchErrors.Add(1)
-		}
-		return watch(ctx, o)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			if s.stats.lists.Add(1) > 1 {
+				s.stats.watchErrors.Add(1)
+			}
+			tweak(&o)
+			return list(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+			if s.stats.watches.Add(1) > 1 {
+				s.stats.watchErrors.Add(1)
+			}
+			tweak(&o)
+			return watch(ctx, o)
+		},
 	}
 	// Like client-go's own informers: fake clients opt out of watch-list.
 	return cache.ToListWatcherWithWatchListSemantics(lw, s.client)
