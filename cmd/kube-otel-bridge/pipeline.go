@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
@@ -127,15 +125,6 @@ func (p *pipeline) flush(ctx context.Context) error {
 	spans := p.engine.Flush()
 	p.mu.Unlock()
 	return p.spans(ctx, spans)
-}
-
-// spanContext is the context of an occurrence's event span, for its log.
-func spanContext(ctx context.Context, o *convert.Occurrence) context.Context {
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: o.TraceID, SpanID: o.SpanID, TraceFlags: trace.FlagsSampled})
-	if !sc.IsValid() {
-		return ctx
-	}
-	return trace.ContextWithSpanContext(ctx, sc)
 }
 
 // stats reads the engine's counters under the lock.

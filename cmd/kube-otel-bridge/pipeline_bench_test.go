@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -17,14 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,8 +44,8 @@ import (
 //	dedup / convert.FromEvent / checkpoint tracker → owner chain from a loaded
 //	ObjectCache → causality Engine.Observe → TraceSink and LogSink (the
 //	production sinks, batching and acks) → the production OTLP/gRPC exporters
-//	(otlptracegrpc, otlploggrpc: SDK records/spans → OTLP protobuf) → gRPC's
-//	proto codec Marshal of each export request.
+//	(the direct OTLP protobuf encoders of exporter/otlp) → the gRPC
+//	exporter's Invoke of each encoded request.
 //
 // Not included: the sockets (the watch body is read from memory; the gRPC
 // export is answered by a client interceptor right after marshalling, so no
@@ -95,15 +89,13 @@ func benchPipeline(b *testing.B, fx *stormFixture, enc *stormEncoding, mediaType
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
 
-	var wire atomic.Int64 // marshalled OTLP request bytes
-	var spanCount, logCount atomic.Int64
-	conn := benchOTLPConn(b, &wire, &spanCount, &logCount)
-	cfg := otlp.Config{}
-	lexp, err := otlploggrpc.New(ctx, otlploggrpc.WithGRPCConn(conn), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+	var wire atomic.Int64 // encoded OTLP request bytes
+	cfg := benchOTLPConfig(&wire)
+	lexp, err := otlp.NewLogExporter(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	texp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithGRPCConn(conn), otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
+	texp, err := otlp.NewTraceExporter(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +112,7 @@ func benchPipeline(b *testing.B, fx *stormFixture, enc *stormEncoding, mediaType
 	}
 	p := &pipeline{engine: engine, objects: fx.objects}
 	p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
-		return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), ack)
+		return logs.EmitLinked(ctx, convert.LogRecord(occ), occ.TraceID, occ.SpanID, ack)
 	}
 	p.emitSpan = func(ctx context.Context, s causality.Span, ack func()) error {
 		return traces.Emit(ctx, s, ack)
@@ -189,9 +181,9 @@ func benchPipeline(b *testing.B, fx *stormFixture, enc *stormEncoding, mediaType
 	b.ReportMetric(n/elapsed.Seconds(), "occ/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/occ")
 	b.ReportMetric(n/cpu.Seconds(), "occ/cpu-s")
-	b.ReportMetric(float64(spanCount.Load())/n, "spans/occ")
+	b.ReportMetric(float64(traces.Stats().Exported)/n, "spans/occ")
 	b.ReportMetric(float64(wire.Load())/n, "otlp-B/occ")
-	if got := logCount.Load(); got != int64(b.N) {
+	if got := logs.Stats().Exported; got != uint64(b.N) {
 		b.Fatalf("%d log records exported, want %d", got, b.N)
 	}
 	if st := src.Stats(); st.Occurrences != uint64(b.N) || st.Unresolved != 0 {
@@ -214,44 +206,16 @@ func benchCPUTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchOTLPConn is a gRPC client connection that never connects: an
-// interceptor answers every export right after encoding the request with
-// gRPC's own proto codec (what the transport would send), counting bytes and
-// items.
-func benchOTLPConn(b *testing.B, wire, spans, logs *atomic.Int64) *grpc.ClientConn {
-	codec := encoding.GetCodecV2(proto.Name)
+// benchOTLPConfig makes the production OTLP exporters talk to no collector:
+// a client interceptor takes each encoded export request (the bytes gRPC
+// would frame and send), counts them and answers OK.
+func benchOTLPConfig(wire *atomic.Int64) otlp.Config {
 	intercept := func(_ context.Context, method string, req, _ any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, _ ...grpc.CallOption) error {
-		data, err := codec.Marshal(req)
-		if err != nil {
-			return err
-		}
-		wire.Add(int64(data.Len()))
-		data.Free()
-		switch r := req.(type) {
-		case *coltracepb.ExportTraceServiceRequest:
-			for _, rs := range r.GetResourceSpans() {
-				for _, ss := range rs.GetScopeSpans() {
-					spans.Add(int64(len(ss.GetSpans())))
-				}
-			}
-		case *collogspb.ExportLogsServiceRequest:
-			for _, rl := range r.GetResourceLogs() {
-				for _, sl := range rl.GetScopeLogs() {
-					logs.Add(int64(len(sl.GetLogRecords())))
-				}
-			}
-		default:
-			return fmt.Errorf("unexpected OTLP request %T (%s)", req, method)
-		}
+		wire.Add(int64(reflect.ValueOf(req).Len())) // an otlp.rawRequest ([]byte)
 		return nil
 	}
-	conn, err := grpc.NewClient("passthrough:///otlp.bench.invalid",
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(intercept))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	return conn
+	return otlp.Config{Endpoint: "otlp.bench.invalid:4317", Insecure: true,
+		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(intercept)}}
 }
 
 // ---------------------------------------------------------------------------

@@ -179,7 +179,7 @@ func sendOTLP(cfg otlp.Config, cluster string, occs []convert.Occurrence, spans 
 		}
 	}
 	for i := range occs {
-		if err := logs.Emit(spanContext(ctx, &occs[i]), convert.LogRecord(&occs[i]), func() {}); err != nil {
+		if err := logs.EmitLinked(ctx, convert.LogRecord(&occs[i]), occs[i].TraceID, occs[i].SpanID, func() {}); err != nil {
 			return err
 		}
 	}

@@ -239,7 +239,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		sinks = append(sinks, logs)
 		stats.outputs["otlp-logs"] = logs.Stats
 		p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
-			return logs.Emit(spanContext(ctx, occ), convert.LogRecord(occ), ack)
+			return logs.EmitLinked(ctx, convert.LogRecord(occ), occ.TraceID, occ.SpanID, ack)
 		}
 	}
 	if o.config != nil {

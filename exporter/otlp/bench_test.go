@@ -9,58 +9,30 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 )
 
-// benchConn is a gRPC client connection that never connects: a client
-// interceptor takes each export request, encodes it with gRPC's proto codec
-// (the bytes the transport would send), counts them and answers OK. So the
-// benchmarks below run the production exporters (otlploggrpc,
-// otlptracegrpc: SDK data → OTLP protobuf messages → wire bytes) without
+// benchConfig makes the production exporter (NewLogExporter,
+// NewTraceExporter) talk to no collector: a client interceptor takes each
+// encoded export request, counts its bytes, keeps the last one and answers
+// OK. So the benchmarks below run sink → encoder → gRPC exporter without
 // HTTP/2, a socket or a receiver.
-func benchConn(b *testing.B, wire, items *atomic.Int64) *grpc.ClientConn {
-	codec := encoding.GetCodecV2(proto.Name)
+func benchConfig(wire *atomic.Int64, last *[]byte) Config {
 	intercept := func(_ context.Context, _ string, req, _ any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, _ ...grpc.CallOption) error {
-		data, err := codec.Marshal(req)
-		if err != nil {
-			return err
-		}
-		wire.Add(int64(data.Len()))
-		data.Free()
-		switch r := req.(type) {
-		case *collogspb.ExportLogsServiceRequest:
-			for _, rl := range r.GetResourceLogs() {
-				for _, sl := range rl.GetScopeLogs() {
-					items.Add(int64(len(sl.GetLogRecords())))
-				}
-			}
-		case *coltracepb.ExportTraceServiceRequest:
-			for _, rs := range r.GetResourceSpans() {
-				for _, ss := range rs.GetScopeSpans() {
-					items.Add(int64(len(ss.GetSpans())))
-				}
-			}
-		}
+		r := req.(rawRequest)
+		wire.Add(int64(len(r)))
+		*last = append((*last)[:0], r...)
 		return nil
 	}
-	conn, err := grpc.NewClient("passthrough:///otlp.bench.invalid",
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(intercept))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return conn
+	return Config{Endpoint: "otlp.bench.invalid:4317", Insecure: true, DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(intercept)}}
 }
 
 func benchResource() *resource.Resource {
@@ -87,30 +59,29 @@ func benchOccurrence() *convert.Occurrence {
 }
 
 // BenchmarkLogSink: one op is one occurrence's log record from
-// convert.LogRecord through LogSink.Emit (SDK record, queue, batching, ack)
-// and the otlploggrpc exporter to encoded OTLP bytes, on one core (the
+// convert.LogRecord through LogSink.EmitLinked (queue, batching, ack), the
+// direct OTLP encoder and the gRPC exporter up to the wire bytes, on one core (the
 // sink's worker included). The run ends with ForceFlush, inside the timing.
 func BenchmarkLogSink(b *testing.B) {
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
-	var wire, items atomic.Int64
-	conn := benchConn(b, &wire, &items)
-	defer conn.Close()
+	var wire atomic.Int64
+	var last []byte
 	ctx := context.Background()
-	exp, err := otlploggrpc.New(ctx, otlploggrpc.WithGRPCConn(conn), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+	cfg := benchConfig(&wire, &last)
+	exp, err := NewLogExporter(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := NewLogSink(exp, benchResource(), Config{}, slog.New(slog.DiscardHandler))
+	s := NewLogSink(exp, benchResource(), cfg, slog.New(slog.DiscardHandler))
 	defer s.Shutdown(ctx)
 	o := benchOccurrence()
-	sctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: o.TraceID, SpanID: o.SpanID, TraceFlags: trace.FlagsSampled}))
 	var acked atomic.Int64
 	ack := func() { acked.Add(1) }
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := s.Emit(sctx, convert.LogRecord(o), ack); err != nil {
+		if err := s.EmitLinked(ctx, convert.LogRecord(o), o.TraceID, o.SpanID, ack); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -118,8 +89,12 @@ func BenchmarkLogSink(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	if acked.Load() != int64(b.N) || items.Load() != int64(b.N) {
-		b.Fatalf("acked %d, exported %d, want %d", acked.Load(), items.Load(), b.N)
+	if acked.Load() != int64(b.N) || s.Stats().Exported != uint64(b.N) {
+		b.Fatalf("acked %d, exported %d, want %d", acked.Load(), s.Stats().Exported, b.N)
+	}
+	var req collogspb.ExportLogsServiceRequest
+	if err := proto.Unmarshal(last, &req); err != nil || len(req.GetResourceLogs()[0].GetScopeLogs()[0].GetLogRecords()) == 0 {
+		b.Fatalf("last request does not decode: %v", err)
 	}
 	b.ReportMetric(float64(wire.Load())/float64(b.N), "otlp-B/record")
 }
@@ -143,21 +118,21 @@ func benchSpan() causality.Span {
 	}
 }
 
-// BenchmarkTraceSink: one op is one span from TraceSink.Emit (snapshot,
-// per-service resource, queue, batching, ack) through the otlptracegrpc
-// exporter to encoded OTLP bytes, on one core, ForceFlush included.
+// BenchmarkTraceSink: one op is one span from TraceSink.Emit (queue,
+// batching, ack) through the direct OTLP encoder (per-service resource) and
+// the gRPC exporter up to the wire bytes, on one core, ForceFlush included.
 func BenchmarkTraceSink(b *testing.B) {
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
-	var wire, items atomic.Int64
-	conn := benchConn(b, &wire, &items)
-	defer conn.Close()
+	var wire atomic.Int64
+	var last []byte
 	ctx := context.Background()
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithGRPCConn(conn), otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
+	cfg := benchConfig(&wire, &last)
+	exp, err := NewTraceExporter(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := NewTraceSink(exp, benchResource(), Config{}, slog.New(slog.DiscardHandler))
+	s := NewTraceSink(exp, benchResource(), cfg, slog.New(slog.DiscardHandler))
 	defer s.Shutdown(ctx)
 	span := benchSpan()
 	var acked atomic.Int64
@@ -173,8 +148,12 @@ func BenchmarkTraceSink(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	if acked.Load() != int64(b.N) || items.Load() != int64(b.N) {
-		b.Fatalf("acked %d, exported %d, want %d", acked.Load(), items.Load(), b.N)
+	if acked.Load() != int64(b.N) || s.Stats().Exported != uint64(b.N) {
+		b.Fatalf("acked %d, exported %d, want %d", acked.Load(), s.Stats().Exported, b.N)
+	}
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(last, &req); err != nil || len(req.GetResourceSpans()[0].GetScopeSpans()[0].GetSpans()) == 0 {
+		b.Fatalf("last request does not decode: %v", err)
 	}
 	b.ReportMetric(float64(wire.Load())/float64(b.N), "otlp-B/span")
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // Defaults applied by LogSink and TraceSink to zero Config fields.
@@ -71,6 +73,9 @@ type Config struct {
 	// LookupEnv resolves ${VAR} references in Headers; nil means
 	// os.LookupEnv. Meant for tests.
 	LookupEnv func(string) (string, bool) `json:"-" yaml:"-"`
+	// DialOptions are added to the exporter's gRPC dial options (after its
+	// own), e.g. an interceptor or a dialer. Meant for tests and embedding.
+	DialOptions []grpc.DialOption `json:"-" yaml:"-"`
 }
 
 // Validate reports the first problem with the configuration, naming the

@@ -407,9 +407,10 @@ type tracesEncoder struct {
 	buf      []byte
 }
 
-// maxEncodedResources bounds tracesEncoder's per-service resource cache,
-// as maxCachedResources does TraceSink's: services beyond it get their
-// resource encoded once per request instead.
+// maxEncodedResources bounds tracesEncoder's per-service resource cache.
+// Services are a small set (the reporting components of a cluster); should a
+// cluster produce more, the extra ones get their resource encoded once per
+// request instead.
 const maxEncodedResources = 256
 
 // resourceEntry is a pre-encoded resource and its group in the current call.

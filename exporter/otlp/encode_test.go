@@ -199,7 +199,7 @@ func (s *sdkTraceSpans) resource(service string) *resource.Resource {
 	if err != nil {
 		panic(err)
 	}
-	if len(s.resources) < 256 { // trace_sink.go's maxCachedResources
+	if len(s.resources) < 256 { // the SDK path's cache bound before the direct encoder
 		s.resources[service] = r
 	}
 	return r

@@ -447,28 +447,21 @@ func permanent(err error) bool {
 	return strings.Contains(err.Error(), "request message too large")
 }
 
-// partialSuccessOnly reports whether err consists only of OTLP partial
-// success errors, which the exporters return when the collector accepted the
-// request but refused some items. The exporters' error type is internal, so
-// it is recognized by its message. The trace exporter wraps its errors
-// ("traces export: ..."), so wrappers are looked through.
+// partialSuccessOnly reports whether err is (or wraps only) OTLP partial
+// success errors: the collector accepted the request but refused some items.
 func partialSuccessOnly(err error) bool {
-	switch e := err.(type) {
-	case interface{ Unwrap() []error }:
-		errs := e.Unwrap()
-		if len(errs) == 0 {
+	if errs, ok := err.(interface{ Unwrap() []error }); ok {
+		list := errs.Unwrap()
+		if len(list) == 0 {
 			return false
 		}
-		for _, e := range errs {
+		for _, e := range list {
 			if !partialSuccessOnly(e) {
 				return false
 			}
 		}
 		return true
-	case interface{ Unwrap() error }:
-		if inner := e.Unwrap(); inner != nil {
-			return partialSuccessOnly(inner)
-		}
 	}
-	return strings.HasPrefix(err.Error(), "OTLP partial success")
+	var ps *PartialSuccessError
+	return errors.As(err, &ps)
 }

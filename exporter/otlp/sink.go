@@ -2,19 +2,20 @@ package otlp
 
 import (
 	"context"
-	"errors"
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ScopeName is the instrumentation scope of log records sent by a LogSink and
 // of spans sent by a TraceSink: the module path.
 const ScopeName = "github.com/kube-otel-bridge/kube-otel-bridge"
 
-// LogSink delivers log records to an sdklog.Exporter with at-least-once
+// LogSink delivers log records to an Exporter with at-least-once
 // semantics:
 //
 //   - Emit blocks while QueueSize records are unacknowledged (backpressure);
@@ -30,55 +31,38 @@ const ScopeName = "github.com/kube-otel-bridge/kube-otel-bridge"
 //     retrying it can never succeed and would stall the pipeline.
 //   - A timed-out attempt may have reached the collector, so retries can
 //     deliver duplicates.
+//
+// Batches are encoded straight into OTLP protobuf (encode.go): no SDK
+// record, no intermediate OTLP message, nothing allocated per record.
 type LogSink struct {
-	p        *pipeline[sdklog.Record]
-	provider *sdklog.LoggerProvider
-	logger   log.Logger
+	p   *pipeline[logEntry]
+	exp Exporter
+	enc *logsEncoder // used only by the pipeline's worker
 }
-
-// emitToken carries the ack from Emit through the SDK to the processor.
-type emitToken struct {
-	ack    func()
-	queued bool
-}
-
-type tokenKey struct{}
 
 var logSignal = signal{name: "log", item: "log record", items: "log records", countKey: "records"}
 
 // NewLogSink starts a sink exporting through exp. Records get resource res
-// (nil: the SDK default, which reads OTEL_RESOURCE_ATTRIBUTES) and the scope
-// ScopeName. The sink owns exp and shuts it down in Shutdown. cfg supplies
-// QueueSize, BatchSize and BatchTimeout (zero values get the defaults).
-func NewLogSink(exp sdklog.Exporter, res *resource.Resource, cfg Config, logger *slog.Logger) *LogSink {
+// (nil: the SDK default resource, which reads OTEL_RESOURCE_ATTRIBUTES and
+// OTEL_SERVICE_NAME) and the scope ScopeName. The sink owns exp and shuts it
+// down in Shutdown. cfg supplies QueueSize, BatchSize and BatchTimeout (zero
+// values get the defaults).
+func NewLogSink(exp Exporter, res *resource.Resource, cfg Config, logger *slog.Logger) *LogSink {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &LogSink{}
-	opts := []sdklog.LoggerProviderOption{
-		sdklog.WithProcessor(processor{s}),
-		// The SDK otherwise deduplicates attribute keys by adding the
-		// record's attributes one at a time, each against a map index of
-		// those already added: about a third of the sink's CPU per record.
-		// Records come from convert.LogRecord, whose keys are distinct by
-		// construction (Emit's contract below).
-		sdklog.WithAllowKeyDuplication(),
+	s := &LogSink{exp: exp, enc: newLogsEncoder(res, instrumentation.Scope{Name: ScopeName})}
+	describe := func(e logEntry) []any {
+		return []any{"timestamp", e.rec.Timestamp(), "event_name", e.rec.EventName()}
 	}
-	if res != nil {
-		opts = append(opts, sdklog.WithResource(res))
-	}
-	s.provider = sdklog.NewLoggerProvider(opts...)
-	s.logger = s.provider.Logger(ScopeName)
-	shutdown := func(ctx context.Context) error {
-		// Our processor does nothing on shutdown; this only releases the SDK.
-		_ = s.provider.Shutdown(context.Background())
-		return exp.Shutdown(ctx)
-	}
-	describe := func(r sdklog.Record) []any {
-		return []any{"timestamp", r.Timestamp(), "event_name", r.EventName()}
-	}
-	s.p = newPipeline(logSignal, exp.Export, shutdown, describe, cfg, logger)
+	s.p = newPipeline(logSignal, s.export, exp.Shutdown, describe, cfg, logger)
 	return s
+}
+
+// export encodes and sends one batch (called by the pipeline's worker only,
+// so the encoder's buffer is not shared).
+func (s *LogSink) export(ctx context.Context, batch []logEntry) error {
+	return exportSplit(ctx, s.exp, batch, s.enc.encode)
 }
 
 // Emit queues rec for export and arranges for ack (may be nil) to be called
@@ -87,21 +71,25 @@ func NewLogSink(exp sdklog.Exporter, res *resource.Resource, cfg Config, logger 
 //
 // Emit blocks while the queue is full and then returns ctx's error if ctx
 // ends first, or ErrSinkClosed if Shutdown starts. A nil error means the
-// record is queued. To link the record to a span, put the span context in
-// ctx (trace.ContextWithSpanContext): the SDK takes trace and span ID from
-// there. Attribute keys are not deduplicated: rec must not repeat a key
+// record is queued. The record is linked to the span in ctx, if any
+// (trace.ContextWithSpanContext); EmitLinked takes the IDs directly.
+// Attribute keys are not deduplicated: rec must not repeat a key
 // (convert.LogRecord never does).
 func (s *LogSink) Emit(ctx context.Context, rec log.Record, ack func()) error {
-	if err := s.p.acquire(ctx); err != nil {
-		return err
+	sc := trace.SpanContextFromContext(ctx)
+	return s.EmitLinked(ctx, rec, sc.TraceID(), sc.SpanID(), ack)
+}
+
+// EmitLinked is Emit with the record linked to span spanID of trace traceID
+// (zero IDs: not linked).
+func (s *LogSink) EmitLinked(ctx context.Context, rec log.Record, traceID trace.TraceID, spanID trace.SpanID, ack func()) error {
+	if !traceID.IsValid() || !spanID.IsValid() {
+		traceID, spanID = trace.TraceID{}, trace.SpanID{}
 	}
-	tok := &emitToken{ack: ack}
-	s.logger.Emit(context.WithValue(ctx, tokenKey{}, tok), rec)
-	if !tok.queued {
-		s.p.release()
-		return ErrSinkClosed
+	if rec.ObservedTimestamp().IsZero() {
+		rec.SetObservedTimestamp(time.Now()) // as the SDK's logger does on Emit
 	}
-	return nil
+	return s.p.emit(ctx, logEntry{rec: rec, traceID: traceID, spanID: spanID}, ack)
 }
 
 // ForceFlush exports everything emitted before the call without waiting for
@@ -119,20 +107,23 @@ func (s *LogSink) Shutdown(ctx context.Context) error { return s.p.shutdown(ctx)
 // Stats returns a snapshot of the sink's counters.
 func (s *LogSink) Stats() Stats { return s.p.stats() }
 
-// processor hands records from the SDK to the LogSink queue.
-type processor struct{ s *LogSink }
+// MaxRequestBytes bounds an encoded export request: a batch whose encoding
+// is larger is sent in halves. gRPC servers (and so collectors) refuse
+// messages above 4 MiB by default, and that refusal (ResourceExhausted)
+// would otherwise be retried forever.
+const MaxRequestBytes = 4<<20 - 64<<10
 
-func (processor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
-
-func (p processor) OnEmit(ctx context.Context, r *sdklog.Record) error {
-	tok, ok := ctx.Value(tokenKey{}).(*emitToken)
-	if !ok {
-		return errors.New("otlp: log record not emitted through LogSink.Emit")
+// exportSplit encodes batch and sends it, in halves (recursively) while the
+// encoding exceeds MaxRequestBytes. If a later half fails after an earlier
+// one was accepted, the whole batch is retried: at-least-once.
+func exportSplit[T any](ctx context.Context, exp Exporter, batch []T, encode func([]T) []byte) error {
+	req := encode(batch)
+	if len(req) > MaxRequestBytes && len(batch) > 1 {
+		h := len(batch) / 2
+		if err := exportSplit(ctx, exp, batch[:h], encode); err != nil && !partialSuccessOnly(err) {
+			return err
+		}
+		return exportSplit(ctx, exp, batch[h:], encode)
 	}
-	// The SDK reuses r after OnEmit returns. Emit took the queue slot.
-	tok.queued = p.s.p.enqueue(r.Clone(), tok.ack)
-	return nil
+	return exp.Export(ctx, req)
 }
-
-func (processor) Shutdown(context.Context) error   { return nil }
-func (processor) ForceFlush(context.Context) error { return nil }

@@ -2,11 +2,13 @@ package otlp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +16,13 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/test/certs"
 	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
@@ -245,7 +249,7 @@ func TestSinkTLS(t *testing.T) {
 	defer exp.Shutdown(ctx)
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := exp.Export(short, []sdklog.Record{new(sdklog.Record).Clone()}); err == nil {
+	if err := exp.Export(short, encodedLogs(t, "x")); err == nil {
 		t.Fatal("export to a server with an untrusted certificate succeeded")
 	}
 }
@@ -274,11 +278,9 @@ func TestSinkMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer exp.Shutdown(ctx)
-	var rec sdklog.Record
-	rec.SetBody(attribute.StringValue("no cert"))
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := exp.Export(short, []sdklog.Record{rec}); err == nil {
+	if err := exp.Export(short, encodedLogs(t, "no cert")); err == nil {
 		t.Fatal("client without certificate was accepted")
 	}
 	if n := len(r.Logs()); n != 3 {
@@ -389,7 +391,7 @@ func TestEnvironmentCannotDowngradeTLS(t *testing.T) {
 	defer exp.Shutdown(ctx)
 	short, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := exp.Export(short, []sdklog.Record{new(sdklog.Record).Clone()}); err == nil {
+	if err := exp.Export(short, encodedLogs(t, "x")); err == nil {
 		t.Fatal("export went out in plaintext")
 	}
 	if n := len(r.Requests()); n != 0 {
@@ -402,7 +404,7 @@ func TestEnvironmentCannotDowngradeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer exp2.Shutdown(ctx)
-	if err := exp2.Export(ctx, []sdklog.Record{new(sdklog.Record).Clone()}); err != nil {
+	if err := exp2.Export(ctx, encodedLogs(t, "x")); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(r.Requests()); n != 1 {
@@ -412,6 +414,27 @@ func TestEnvironmentCannotDowngradeTLS(t *testing.T) {
 
 // The delivery scenarios (TestSinkOutage, TestSinkBackpressure, ...) run for
 // LogSink and TraceSink alike: see scenarios_test.go.
+
+// encodedLogs is an encoded export request of one log record per body.
+func encodedLogs(t testing.TB, bodies ...string) []byte {
+	t.Helper()
+	entries := make([]logEntry, len(bodies))
+	for i, b := range bodies {
+		entries[i].rec.SetBody(attribute.StringValue(b))
+	}
+	return slices.Clone(newLogsEncoder(testResource, instrumentation.Scope{Name: ScopeName}).encode(entries))
+}
+
+// encodedSpans is an encoded export request of one span per name.
+func encodedSpans(t testing.TB, names ...string) []byte {
+	t.Helper()
+	spans := make([]causality.Span, len(names))
+	for i, n := range names {
+		spans[i] = plainSpan(i + 1)
+		spans[i].Name = n
+	}
+	return slices.Clone(newTracesEncoder(testResource, instrumentation.Scope{Name: ScopeName}).encode(spans))
+}
 
 func TestTraceExporter(t *testing.T) {
 	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
@@ -426,10 +449,8 @@ func TestTraceExporter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithResource(testResource))
-	_, span := tp.Tracer("test").Start(ctx, "Deployment web")
-	span.End()
-	if err := tp.Shutdown(ctx); err != nil {
+	defer exp.Shutdown(ctx)
+	if err := exp.Export(ctx, encodedSpans(t, "Deployment web")); err != nil {
 		t.Fatal(err)
 	}
 	spans, err := r.WaitSpans(ctx, 1)
@@ -443,42 +464,28 @@ func TestTraceExporter(t *testing.T) {
 	if req.Compression != "gzip" || req.Header("authorization") != "Bearer tok" || req.Signal != otlpreceiver.SignalTraces {
 		t.Errorf("request = %+v", req)
 	}
+	if ua := req.Header("user-agent"); !strings.HasPrefix(ua, "kube-otel-bridge/") {
+		t.Errorf("user-agent = %q", ua)
+	}
 
 	// One attempt per export: a failure is returned, not retried inside.
-	exp2, err := NewTraceExporter(ctx, Config{Endpoint: r.Addr(), Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer exp2.Shutdown(ctx)
 	r.FailNext(1, codes.Unavailable)
-	stub := tracetestSpan(t)
 	start := time.Now()
-	if err := exp2.ExportSpans(ctx, stub); err == nil {
-		t.Fatal("injected failure not reported")
+	if err := exp.Export(ctx, encodedSpans(t, "x")); status.Code(err) != codes.Unavailable {
+		t.Fatalf("injected failure reported as %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("failed export took %v; the exporter seems to retry", d)
 	}
-}
 
-// tracetestSpan returns one ended span.
-func tracetestSpan(t *testing.T) []sdktrace.ReadOnlySpan {
-	t.Helper()
-	rec := &spanRecorder{}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(rec))
-	_, span := tp.Tracer("test").Start(context.Background(), "x")
-	span.End()
-	_ = tp.Shutdown(context.Background())
-	return rec.spans
+	// A partial success comes back as a *PartialSuccessError.
+	r.PartialSuccessNext(1, "too old")
+	err = exp.Export(ctx, encodedSpans(t, "y"))
+	var ps *PartialSuccessError
+	if !errors.As(err, &ps) || ps.Message != "too old" || ps.Rejected != 1 || !partialSuccessOnly(err) {
+		t.Fatalf("partial success reported as %#v", err)
+	}
 }
-
-type spanRecorder struct{ spans []sdktrace.ReadOnlySpan }
-
-func (r *spanRecorder) ExportSpans(_ context.Context, s []sdktrace.ReadOnlySpan) error {
-	r.spans = append(r.spans, s...)
-	return nil
-}
-func (r *spanRecorder) Shutdown(context.Context) error { return nil }
 
 func TestNewExporterValidates(t *testing.T) {
 	if _, err := NewLogExporter(context.Background(), Config{Compression: "lz4"}); err == nil || !strings.Contains(err.Error(), "Compression") {

@@ -4,67 +4,54 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
-	"slices"
-	"sync"
 
-	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 )
 
-// maxCachedResources bounds TraceSink's per-service resource cache. Services
-// are a small set (the reporting components of a cluster); should a cluster
-// produce more, the extra ones are merged per span instead of cached.
-const maxCachedResources = 256
-
-// TraceSink delivers the spans of the causality engine to an
-// sdktrace.SpanExporter, with the same semantics as LogSink: bounded queue
-// and backpressure, batches of up to BatchSize at the latest after
-// BatchTimeout, retries with capped backoff until the collector accepts a
-// batch, then acks in emission order (a span rejected as invalid is logged,
-// counted in Stats.Rejected and acknowledged).
+// TraceSink delivers the spans of the causality engine to an Exporter, with
+// the same semantics as LogSink: bounded queue and backpressure, batches of
+// up to BatchSize at the latest after BatchTimeout, retries with capped
+// backoff until the collector accepts a batch, then acks in emission order (a
+// span rejected as invalid is logged, counted in Stats.Rejected and
+// acknowledged).
 //
 // Each span is sent under the base resource with service.name set to
-// causality.Span.Service, and the scope ScopeName.
+// causality.Span.Service, and the scope ScopeName. Batches are encoded
+// straight into OTLP protobuf (encode.go).
 type TraceSink struct {
-	p     *pipeline[sdktrace.ReadOnlySpan]
-	base  *resource.Resource
-	scope instrumentation.Scope
-
-	mu        sync.Mutex
-	resources map[string]*resource.Resource // by Service
+	p   *pipeline[causality.Span]
+	exp Exporter
+	enc *tracesEncoder // used only by the pipeline's worker
 }
 
 var traceSignal = signal{name: "trace", item: "span", items: "spans", countKey: "spans"}
 
 // NewTraceSink starts a sink exporting through exp, which it owns and shuts
-// down in Shutdown. base is the resource of every span (nil: the SDK default,
-// which reads OTEL_RESOURCE_ATTRIBUTES); each span's Service replaces its
-// service.name. cfg supplies QueueSize, BatchSize and BatchTimeout (zero
-// values get the defaults).
-func NewTraceSink(exp sdktrace.SpanExporter, base *resource.Resource, cfg Config, logger *slog.Logger) *TraceSink {
+// down in Shutdown. base is the resource of every span (nil: the SDK default
+// resource, which reads OTEL_RESOURCE_ATTRIBUTES); each span's Service
+// replaces its service.name. cfg supplies QueueSize, BatchSize and
+// BatchTimeout (zero values get the defaults).
+func NewTraceSink(exp Exporter, base *resource.Resource, cfg Config, logger *slog.Logger) *TraceSink {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if base == nil {
-		base = resource.Default()
-	}
 	s := &TraceSink{
-		base:      base,
-		scope:     instrumentation.Scope{Name: ScopeName, Version: moduleVersion()},
-		resources: map[string]*resource.Resource{},
+		exp: exp,
+		enc: newTracesEncoder(base, instrumentation.Scope{Name: ScopeName, Version: moduleVersion()}),
 	}
-	describe := func(sp sdktrace.ReadOnlySpan) []any {
-		return []any{"trace_id", sp.SpanContext().TraceID(), "span_id", sp.SpanContext().SpanID(), "name", sp.Name()}
+	describe := func(sp causality.Span) []any {
+		return []any{"trace_id", sp.TraceID, "span_id", sp.SpanID, "name", sp.Name}
 	}
-	s.p = newPipeline(traceSignal, exp.ExportSpans, exp.Shutdown, describe, cfg, logger)
+	s.p = newPipeline(traceSignal, s.export, exp.Shutdown, describe, cfg, logger)
 	return s
+}
+
+// export encodes and sends one batch (called by the pipeline's worker only).
+func (s *TraceSink) export(ctx context.Context, batch []causality.Span) error {
+	return exportSplit(ctx, s.exp, batch, s.enc.encode)
 }
 
 // Emit queues span for export and arranges for ack (may be nil) to be called
@@ -73,10 +60,11 @@ func NewTraceSink(exp sdktrace.SpanExporter, base *resource.Resource, cfg Config
 //
 // Emit blocks while the queue is full and then returns ctx's error if ctx
 // ends first, or ErrSinkClosed if Shutdown starts. A nil error means the span
-// is queued. The sink keeps copies of span's attribute slices, so the caller
-// may reuse them.
+// is queued. The sink keeps span's attribute and link slices until the span
+// is acknowledged: the caller must not modify them after Emit (the
+// causality engine never does; it builds new slices per span).
 func (s *TraceSink) Emit(ctx context.Context, span causality.Span, ack func()) error {
-	return s.p.emit(ctx, s.snapshot(span), ack)
+	return s.p.emit(ctx, span, ack)
 }
 
 // ForceFlush exports everything emitted before the call without waiting for
@@ -93,63 +81,6 @@ func (s *TraceSink) Shutdown(ctx context.Context) error { return s.p.shutdown(ct
 
 // Stats returns a snapshot of the sink's counters.
 func (s *TraceSink) Stats() Stats { return s.p.stats() }
-
-// snapshot converts span to the SDK's read-only form.
-func (s *TraceSink) snapshot(span causality.Span) sdktrace.ReadOnlySpan {
-	stub := tracetest.SpanStub{
-		Name: span.Name,
-		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: span.TraceID, SpanID: span.SpanID, TraceFlags: trace.FlagsSampled,
-		}),
-		SpanKind:             trace.SpanKindInternal,
-		StartTime:            span.Start,
-		EndTime:              span.End,
-		Attributes:           slices.Clone(span.Attributes),
-		Resource:             s.resource(span.Service),
-		InstrumentationScope: s.scope,
-	}
-	if span.Parent.IsValid() {
-		stub.Parent = trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: span.TraceID, SpanID: span.Parent, TraceFlags: trace.FlagsSampled, Remote: span.Remote,
-		})
-	}
-	if span.Error {
-		stub.Status = sdktrace.Status{Code: otelcodes.Error, Description: span.StatusMessage}
-	}
-	if len(span.Links) > 0 {
-		stub.Links = make([]sdktrace.Link, len(span.Links))
-		for i, l := range span.Links {
-			stub.Links[i] = sdktrace.Link{
-				SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-					TraceID: l.TraceID, SpanID: l.SpanID, TraceFlags: trace.FlagsSampled,
-				}),
-				Attributes: slices.Clone(l.Attributes),
-			}
-		}
-	}
-	return stub.Snapshot()
-}
-
-// resource returns the base resource with service.name set to service
-// (unchanged for ""), one shared instance per service so the exporter groups
-// the spans of a service under one resource without merging per span.
-func (s *TraceSink) resource(service string) *resource.Resource {
-	if service == "" {
-		return s.base
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.resources[service]; ok {
-		return r
-	}
-	// The schemaless service resource cannot conflict with base's schema
-	// URL, so Merge does not fail.
-	r, _ := resource.Merge(s.base, resource.NewSchemaless(semconv.ServiceName(service)))
-	if len(s.resources) < maxCachedResources {
-		s.resources[service] = r
-	}
-	return r
-}
 
 // moduleVersion is the version of this module in the running binary, for
 // the instrumentation scope: "" in a development build.

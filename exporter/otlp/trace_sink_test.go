@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -167,13 +167,8 @@ func TestTraceSinkDelivers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The sink keeps its own copy of the attributes: the caller may reuse
-	// its slices (the expectations keep copies of the originals).
-	attrs, link := spans[0].Attributes, spans[0].Links[0]
-	spans[0].Attributes = slices.Clone(attrs)
-	spans[0].Links = []causality.Link{{TraceID: link.TraceID, SpanID: link.SpanID, Attributes: slices.Clone(link.Attributes)}}
-	attrs[0] = attribute.String("k8s.deployment.name", "changed")
-	link.Attributes[0] = attribute.String("k8s.episode.link", "changed")
+	// The sink keeps the caller's attribute slices until the span is
+	// acknowledged (no copy per span: the engine never reuses them).
 
 	got, err := r.WaitSpans(ctx, len(spans))
 	if err != nil {
@@ -194,28 +189,42 @@ func TestTraceSinkDelivers(t *testing.T) {
 	if st := s.Stats(); st.Exported != uint64(len(spans)) || st.ExportedBatches < 2 || st.FailedAttempts != 0 || st.QueueDepth != 0 {
 		t.Errorf("stats = %+v", st)
 	}
-	// One resource per service, shared by its spans.
-	if a, b := s.resource("kubelet"), s.resource("kubelet"); a != b {
-		t.Error("resource of a service is not cached")
-	}
-	if n := len(s.resources); n != 4 {
-		t.Errorf("%d cached resources, want 4", n)
-	}
 }
 
 // TestTraceSinkDefaultResource: without a base resource the SDK default is
-// used, with the span's service.name.
+// used, with the span's service.name; a span without service keeps the
+// default's.
 func TestTraceSinkDefaultResource(t *testing.T) {
-	s := NewTraceSink(&spanRecorder{}, nil, Config{}, testLogger(t))
+	def, _ := resource.Default().Set().Value("service.name")
+	r := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ctx := testCtx(t, 20*time.Second)
+	exp, err := NewTraceExporter(ctx, Config{Endpoint: r.Addr(), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewTraceSink(exp, nil, Config{BatchTimeout: 10 * time.Millisecond}, testLogger(t))
 	defer s.Shutdown(context.Background())
-	res := s.resource("kubelet")
-	if v, ok := res.Set().Value("service.name"); !ok || v.AsString() != "kubelet" {
-		t.Errorf("service.name = %v", v)
+	withService, without := plainSpan(1), plainSpan(2)
+	withService.Service, without.Service = "kubelet", ""
+	for _, sp := range []causality.Span{withService, without} {
+		if err := s.Emit(ctx, sp, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, ok := res.Set().Value("telemetry.sdk.name"); !ok {
-		t.Errorf("default resource missing: %v", res)
+	got, err := r.WaitSpans(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s.resource("") != s.base {
-		t.Error("a span without service does not get the base resource")
+	for _, g := range got {
+		want := "kubelet"
+		if sidIndex(g.Span.GetSpanId()) == 2 {
+			want = def.AsString()
+		}
+		if v, _ := g.ResourceAttr("service.name"); v != want {
+			t.Errorf("span %d: service.name = %q, want %q", sidIndex(g.Span.GetSpanId()), v, want)
+		}
+		if _, ok := g.ResourceAttr("telemetry.sdk.name"); !ok {
+			t.Errorf("default resource missing: %v", g.Resource)
+		}
 	}
 }
