@@ -346,7 +346,7 @@ func BenchmarkObjectCacheMemory(b *testing.B) {
 		// The ObjectCache alone (if no informer store shared its strings):
 		// a copy with every string cloned.
 		c2 := mustCache(b)
-		for _, o := range c.byUID {
+		for _, o := range c.objects() {
 			cp := &Object{UID: strings.Clone(o.UID), APIVersion: o.APIVersion, Kind: o.Kind, Namespace: strings.Clone(o.Namespace),
 				Name: strings.Clone(o.Name), Generation: o.Generation, Traceparent: o.Traceparent}
 			for _, r := range o.Owners {

@@ -82,14 +82,21 @@ func (o CacheOptions) Validate() error {
 
 // ObjectCache is the slim object cache: per UID only what owner chains and
 // rollouts need, fed by metadata-only informers (or by a recording), with
-// tombstones for deleted objects.
+// tombstones for deleted objects. It keeps compact entries (see entry) and
+// hands out Objects built from them.
 type ObjectCache struct {
 	opts CacheOptions
 
 	mu        sync.RWMutex
-	byUID     map[string]*Object
+	uuids     uuidIndex         // objects whose UID is a canonical UUID
+	byStr     map[string]*entry // objects with any other UID
 	nodeNames map[string]string // node name → UID (kubelets name nodes by name in UIDs)
-	interned  map[string]string
+	// kinds and namespaces many objects share are kept once, entries refer
+	// to them by index (kinds[0] and nss[0] are "none" and "").
+	kinds   []kindAV
+	kindIdx map[kindAV]uint8
+	nss     []string
+	nsIdx   map[string]uint32
 
 	stores []*kindStore
 
@@ -111,7 +118,12 @@ func NewObjectCache(opts CacheOptions) (*ObjectCache, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &ObjectCache{opts: opts, byUID: map[string]*Object{}, nodeNames: map[string]string{}, interned: map[string]string{}}, nil
+	c := &ObjectCache{opts: opts, byStr: map[string]*entry{}, nodeNames: map[string]string{},
+		kinds: []kindAV{{}}, kindIdx: map[kindAV]uint8{}, nss: []string{""}, nsIdx: map[string]uint32{"": 0}}
+	for _, k := range WatchedKinds {
+		c.kindLocked(k.kind, k.apiVersion)
+	}
+	return c, nil
 }
 
 // Start creates the metadata informers and starts them; use WaitForSync.
@@ -193,59 +205,196 @@ func (c *ObjectCache) watchError(what string, err error) {
 	c.opts.Logger.Warn("object cache watch failed; the informer lists or watches again", "resource", what, "err", err)
 }
 
-// isController is the shared value of slimmed controller owner references
-// (stored objects are read-only).
-var isController = true
-
 func (c *ObjectCache) observe(k watchedKind, obj any) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
+	if !ok || m.UID == "" {
 		return
 	}
-	// Strings many objects share are kept once: namespaces, owner kinds and
-	// API versions, and an owner's UID (the owner's own copy).
+	var buf [2]OwnerRef
+	owners := buf[:0]
+	for _, r := range m.OwnerReferences {
+		owners = append(owners, OwnerRef{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: string(r.UID),
+			Controller: r.Controller != nil && *r.Controller})
+	}
+	uid := string(m.UID)
 	c.mu.Lock()
-	o := &Object{
-		UID:         string(m.UID),
-		APIVersion:  k.apiVersion,
-		Kind:        k.kind,
-		Namespace:   c.internLocked(m.Namespace),
-		Name:        m.Name,
-		Generation:  m.Generation,
-		Traceparent: traceparent(m.Annotations),
+	e := c.putLocked(uid, k.kind, k.apiVersion, m.Namespace, m.Name, owners)
+	e.generation = m.Generation
+	if tp := traceparent(m.Annotations); tp != "" {
+		e.extra().traceparent = tp
 	}
-	if prev, ok := c.byUID[o.UID]; ok {
-		o.UID = prev.UID
+	if k.kind == "Node" {
+		c.nodeNames[m.Name] = uid
 	}
-	if len(m.OwnerReferences) > 0 {
-		o.Owners = make([]OwnerRef, 0, len(m.OwnerReferences))
-		for _, r := range m.OwnerReferences {
-			uid := string(r.UID)
-			if owner, ok := c.byUID[uid]; ok {
-				uid = owner.UID
-			}
-			o.Owners = append(o.Owners, OwnerRef{APIVersion: c.internLocked(r.APIVersion), Kind: c.internLocked(r.Kind),
-				Name: r.Name, UID: uid, Controller: r.Controller != nil && *r.Controller})
-		}
+	var changed *Object
+	if c.opts.OnChange != nil {
+		changed = c.objectLocked(e, uid, m.Name)
 	}
 	c.mu.Unlock()
-	c.Upsert(o)
+	if changed != nil {
+		c.opts.OnChange(changed)
+	}
 }
 
-// internLocked returns one shared copy of a short, often repeated string
-// (namespaces, kinds, API versions). Bounded: past maxInterned, strings are
-// kept as they come.
-func (c *ObjectCache) internLocked(s string) string {
-	if v, ok := c.interned[s]; ok {
-		return v
+// putLocked stores (or overwrites) the entry of uid, live, with generation
+// and traceparent unset; it returns the entry for the caller to complete.
+// owners are not retained.
+func (c *ObjectCache) putLocked(uid, kind, apiVersion, ns, name string, owners []OwnerRef) *entry {
+	u, canonical := parseUUID(uid)
+	var e *entry
+	if canonical {
+		if e = c.uuids.get(u); e == nil {
+			e = &entry{uid: u}
+			c.uuids.add(e)
+		}
+	} else if e = c.byStr[uid]; e == nil {
+		e = &entry{}
+		c.byStr[uid] = e
 	}
-	if len(c.interned) < maxInterned {
-		c.interned[s] = s
+	var prevUID string
+	if e.ext != nil {
+		prevUID = e.ext.uid
 	}
-	return s
+	*e = entry{uid: u}
+	if !canonical {
+		if prevUID == uid {
+			uid = prevUID // the copy already kept
+		}
+		e.extra().uid = uid
+	}
+	if e.kind = c.kindLocked(kind, apiVersion); e.kind == 0 {
+		x := e.extra()
+		x.kind, x.apiVersion = kind, apiVersion
+	}
+	if i, ok := c.nsLocked(ns); ok {
+		e.ns = i
+	} else {
+		e.extra().namespace = ns
+		e.flags |= flagNamespaceExt
+	}
+	switch {
+	case len(owners) == 1 && c.inlineOwnerLocked(e, &owners[0]):
+	case len(owners) > 0:
+		x := e.extra()
+		x.owners = make([]OwnerRef, len(owners))
+		for i, r := range owners {
+			if ki := c.kindLocked(r.Kind, r.APIVersion); ki != 0 {
+				r.Kind, r.APIVersion = c.kinds[ki].kind, c.kinds[ki].apiVersion
+			}
+			if owner := c.byStr[r.UID]; owner != nil && owner.ext != nil {
+				r.UID = owner.ext.uid // the owner's own copy
+			}
+			x.owners[i] = r
+		}
+	}
+	e.setName(name)
+	return e
+}
+
+// inlineOwnerLocked keeps r as e's inline owner if it can be (a canonical
+// UID and a kind in the table).
+func (c *ObjectCache) inlineOwnerLocked(e *entry, r *OwnerRef) bool {
+	ou, ok := parseUUID(r.UID)
+	if !ok {
+		return false
+	}
+	ki := c.kindLocked(r.Kind, r.APIVersion)
+	if ki == 0 {
+		return false
+	}
+	e.ownerUID, e.ownerKind, e.ownerName = ou, ki, r.Name
+	if r.Controller {
+		e.flags |= flagOwnerController
+	}
+	// Share the owner's copy of its name; an owner that keeps its name as
+	// a suffix keeps r's copy from now on, for its other dependents.
+	if owner := c.uuids.get(ou); owner != nil && owner.nameIs(r.Name) {
+		if owner.flags&flagNameSuffix != 0 {
+			owner.name = r.Name
+			owner.flags &^= flagNameSuffix
+		}
+		e.ownerName = owner.name
+	}
+	return true
+}
+
+// kindLocked returns the index of a kind in the table, adding it; 0 when
+// the table is full.
+func (c *ObjectCache) kindLocked(kind, apiVersion string) uint8 {
+	k := kindAV{kind, apiVersion}
+	if i, ok := c.kindIdx[k]; ok {
+		return i
+	}
+	if len(c.kinds) > maxKinds {
+		return 0
+	}
+	i := uint8(len(c.kinds))
+	c.kinds = append(c.kinds, k)
+	c.kindIdx[k] = i
+	return i
+}
+
+// nsLocked returns the index of a namespace in the table, adding it; false
+// past maxInterned namespaces.
+func (c *ObjectCache) nsLocked(ns string) (uint32, bool) {
+	if i, ok := c.nsIdx[ns]; ok {
+		return i, true
+	}
+	if len(c.nss) >= maxInterned {
+		return 0, false
+	}
+	i := uint32(len(c.nss))
+	c.nss = append(c.nss, ns)
+	c.nsIdx[ns] = i
+	return i, true
 }
 
 const maxInterned = 100000
+
+func (c *ObjectCache) kindOf(e *entry) (kind, apiVersion string) {
+	if e.kind == 0 {
+		return e.ext.kind, e.ext.apiVersion
+	}
+	k := &c.kinds[e.kind]
+	return k.kind, k.apiVersion
+}
+
+func (c *ObjectCache) namespaceOf(e *entry) string {
+	if e.flags&flagNamespaceExt != 0 {
+		return e.ext.namespace
+	}
+	return c.nss[e.ns]
+}
+
+// objectLocked builds the Object of e. uid and name, when not empty, are
+// the object's (saving their formatting).
+func (c *ObjectCache) objectLocked(e *entry, uid, name string) *Object {
+	if uid == "" {
+		uid = e.uidString()
+	}
+	if name == "" {
+		name = e.fullName()
+	}
+	o := &Object{UID: uid, Namespace: c.namespaceOf(e), Name: name, Generation: e.generation, Deleted: e.deletedAt()}
+	o.Kind, o.APIVersion = c.kindOf(e)
+	if e.ext != nil {
+		o.Traceparent = e.ext.traceparent
+		o.Owners = e.ext.owners
+	}
+	if e.ownerKind != 0 {
+		k := &c.kinds[e.ownerKind]
+		o.Owners = []OwnerRef{{APIVersion: k.apiVersion, Kind: k.kind, Name: e.ownerName, UID: e.ownerUID.String(),
+			Controller: e.flags&flagOwnerController != 0}}
+	}
+	return o
+}
+
+func (c *ObjectCache) findLocked(uid string) *entry {
+	if u, ok := parseUUID(uid); ok {
+		return c.uuids.get(u)
+	}
+	return c.byStr[uid]
+}
 
 func (c *ObjectCache) observeDelete(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -258,13 +407,18 @@ func (c *ObjectCache) observeDelete(obj any) {
 	c.MarkDeleted(string(m.UID), c.opts.Now())
 }
 
-// Upsert adds or replaces an object.
+// Upsert adds or replaces an object. The cache keeps its own form of o.
 func (c *ObjectCache) Upsert(o *Object) {
 	if o == nil || o.UID == "" {
 		return
 	}
 	c.mu.Lock()
-	c.byUID[o.UID] = o
+	e := c.putLocked(o.UID, o.Kind, o.APIVersion, o.Namespace, o.Name, o.Owners)
+	e.generation = o.Generation
+	if o.Traceparent != "" {
+		e.extra().traceparent = o.Traceparent
+	}
+	e.setDeleted(o.Deleted)
 	if o.Kind == "Node" {
 		c.nodeNames[o.Name] = o.UID
 	}
@@ -277,46 +431,61 @@ func (c *ObjectCache) Upsert(o *Object) {
 // MarkDeleted turns an object into a tombstone, kept for the TTL.
 func (c *ObjectCache) MarkDeleted(uid string, at time.Time) {
 	c.mu.Lock()
-	o, ok := c.byUID[uid]
-	if !ok || !o.Deleted.IsZero() {
+	e := c.findLocked(uid)
+	if e == nil || e.isDeleted() {
 		c.mu.Unlock()
 		return
 	}
-	cp := *o
-	cp.Deleted = at
-	c.byUID[uid] = &cp
-	c.mu.Unlock()
+	c.markDeletedLocked(e, uid, at)
+}
+
+// markDeletedLocked makes e a tombstone, unlocks c.mu and tells OnChange.
+func (c *ObjectCache) markDeletedLocked(e *entry, uid string, at time.Time) {
+	e.setDeleted(at)
+	var changed *Object
 	if c.opts.OnChange != nil {
-		c.opts.OnChange(&cp)
+		changed = c.objectLocked(e, uid, "")
+		changed.Deleted = at
+	}
+	c.mu.Unlock()
+	if changed != nil {
+		c.opts.OnChange(changed)
 	}
 }
 
-// Get returns the object with the UID, tombstones included. Objects are
-// never modified after insertion; callers must not modify them either.
+// Get returns the object with the UID, tombstones included. Each call
+// builds the Object anew; callers must not modify its Owners.
 func (c *ObjectCache) Get(uid string) (*Object, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	o, ok := c.byUID[uid]
-	return o, ok
+	e := c.findLocked(uid)
+	if e == nil {
+		return nil, false
+	}
+	return c.objectLocked(e, uid, ""), true
 }
 
 // Len is the number of objects and tombstones held.
 func (c *ObjectCache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.byUID)
+	return c.uuids.len() + len(c.byStr)
 }
 
-func (c *ObjectCache) lookup(r *convert.Ref) *Object {
-	if o, ok := c.byUID[r.UID]; ok {
-		return o
+// lookupLocked finds the entry of r, by UID or, for a node, by name (then
+// byName is true).
+func (c *ObjectCache) lookupLocked(r *convert.Ref) (e *entry, byName bool) {
+	if e := c.findLocked(r.UID); e != nil {
+		return e, false
 	}
 	if r.Kind == "Node" {
 		if uid, ok := c.nodeNames[r.Name]; ok {
-			return c.byUID[uid]
+			if e := c.findLocked(uid); e != nil {
+				return e, true
+			}
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // maxChain bounds owner chains; real ones have at most 4 links.
@@ -334,29 +503,28 @@ func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool)
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	cur := c.lookup(&chain[0])
+	cur, byName := c.lookupLocked(&chain[0])
 	if cur == nil {
 		return chain, chain[0].Kind == "" || !isWatchedKind(chain[0].Kind) || chain[0].UID == ""
 	}
-	if chain[0].UID == "" || chain[0].UID != cur.UID {
+	if byName {
 		// e.g. a kubelet's node event names the node by name in the UID field.
-		chain[0].UID = cur.UID
+		chain[0].UID = cur.uidString()
 	}
 	for len(chain) < maxChain {
-		owner := controllerOf(cur)
-		if owner == nil {
+		ref, next, ok := c.ownerLocked(cur)
+		if !ok {
 			break
 		}
-		if seen(chain, owner.UID) {
+		if seen(chain, ref.UID) {
 			break
 		}
-		ref := convert.Ref{Kind: owner.Kind, APIVersion: owner.APIVersion, Name: owner.Name, UID: owner.UID, Namespace: cur.Namespace}
-		next, ok := c.byUID[owner.UID]
-		if ok {
-			ref.Namespace = next.Namespace
+		ref.Namespace = c.namespaceOf(cur)
+		if next != nil {
+			ref.Namespace = c.namespaceOf(next)
 		}
 		chain = append(chain, ref)
-		if !ok {
+		if next == nil {
 			break
 		}
 		cur = next
@@ -373,14 +541,32 @@ func seen(chain []convert.Ref, uid string) bool {
 	return false
 }
 
-func controllerOf(o *Object) *OwnerRef {
-	for i := range o.Owners {
-		if o.Owners[i].Controller {
-			return &o.Owners[i]
+// ownerLocked returns the owner of e that chains follow (the controller,
+// else the first owner) as a Ref without namespace, and its entry if
+// cached; ok is false when e has no owner.
+func (c *ObjectCache) ownerLocked(e *entry) (ref convert.Ref, next *entry, ok bool) {
+	if e.ownerKind != 0 {
+		k := &c.kinds[e.ownerKind]
+		return convert.Ref{Kind: k.kind, APIVersion: k.apiVersion, Name: e.ownerName, UID: e.ownerUID.String()}, c.uuids.get(e.ownerUID), true
+	}
+	if e.ext == nil {
+		return ref, nil, false
+	}
+	r := controllerOf(e.ext.owners)
+	if r == nil {
+		return ref, nil, false
+	}
+	return convert.Ref{Kind: r.Kind, APIVersion: r.APIVersion, Name: r.Name, UID: r.UID}, c.findLocked(r.UID), true
+}
+
+func controllerOf(owners []OwnerRef) *OwnerRef {
+	for i := range owners {
+		if owners[i].Controller {
+			return &owners[i]
 		}
 	}
-	if len(o.Owners) > 0 {
-		return &o.Owners[0]
+	if len(owners) > 0 {
+		return &owners[0]
 	}
 	return nil
 }
@@ -404,13 +590,30 @@ func (c *ObjectCache) Collect(now time.Time) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for uid, o := range c.byUID {
-		if !o.Deleted.IsZero() && now.Sub(o.Deleted) > c.opts.TombstoneTTL {
-			delete(c.byUID, uid)
-			if o.Kind == "Node" && c.nodeNames[o.Name] == uid {
-				delete(c.nodeNames, o.Name)
+	expired := func(e *entry) bool {
+		if !e.isDeleted() || now.Sub(e.deletedAt()) <= c.opts.TombstoneTTL {
+			return false
+		}
+		if kind, _ := c.kindOf(e); kind == "Node" {
+			if name := e.fullName(); c.nodeNames[name] == e.uidString() {
+				delete(c.nodeNames, name)
 			}
-			n++
+		}
+		n++
+		return true
+	}
+	var gone []uuid
+	for e := range c.uuids.all() {
+		if expired(e) {
+			gone = append(gone, e.uid)
+		}
+	}
+	for _, u := range gone {
+		c.uuids.delete(u)
+	}
+	for uid, e := range c.byStr {
+		if expired(e) {
+			delete(c.byStr, uid)
 		}
 	}
 	return n

@@ -41,3 +41,17 @@ func waitFor(t *testing.T, timeout time.Duration, msg string, cond func() bool) 
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// objects returns every object in c.
+func (c *ObjectCache) objects() []*Object {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*Object
+	for e := range c.uuids.all() {
+		out = append(out, c.objectLocked(e, "", ""))
+	}
+	for uid, e := range c.byStr {
+		out = append(out, c.objectLocked(e, uid, ""))
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,20 +36,15 @@ func (s *kindStore) Delete(obj any) error {
 // Replace is a (re)list: every listed object is current; objects of this
 // kind and scope that are not listed any more were deleted meanwhile.
 func (s *kindStore) Replace(list []any, _ string) error {
-	listed := make(map[string]bool, len(list))
+	listed := uidSet{u: make(map[uuid]struct{}, len(list))}
 	for _, obj := range list {
 		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-			listed[string(m.UID)] = true
+			listed.add(string(m.UID))
 			s.c.observe(s.k, obj)
 		}
 	}
 	if s.synced.Load() {
-		now := s.c.opts.Now()
-		for _, uid := range s.c.liveUIDs(s.k.kind, s.ns) {
-			if !listed[uid] {
-				s.c.MarkDeleted(uid, now)
-			}
-		}
+		s.c.markUnlisted(s.k.kind, s.ns, &listed, s.c.opts.Now())
 	}
 	s.synced.Store(true)
 	return nil
@@ -56,18 +52,46 @@ func (s *kindStore) Replace(list []any, _ string) error {
 
 func (s *kindStore) Resync() error { return nil }
 
-// liveUIDs lists the UIDs of live (not deleted) objects of a kind in a
-// namespace ("" all).
-func (c *ObjectCache) liveUIDs(kind, ns string) []string {
+// uidSet is a set of UIDs.
+type uidSet struct {
+	u map[uuid]struct{}
+	s map[string]struct{}
+}
+
+func (l *uidSet) add(uid string) {
+	if u, ok := parseUUID(uid); ok {
+		l.u[u] = struct{}{}
+		return
+	}
+	if l.s == nil {
+		l.s = map[string]struct{}{}
+	}
+	l.s[uid] = struct{}{}
+}
+
+// markUnlisted marks deleted at now the live objects of a kind in a
+// namespace ("" all) that are not in listed.
+func (c *ObjectCache) markUnlisted(kind, ns string, listed *uidSet, now time.Time) {
+	var gone []string
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	var out []string
-	for uid, o := range c.byUID {
-		if o.Kind == kind && o.Deleted.IsZero() && (ns == "" || o.Namespace == ns) {
-			out = append(out, uid)
+	unlisted := func(e *entry) bool {
+		k, _ := c.kindOf(e)
+		return k == kind && !e.isDeleted() && (ns == "" || c.namespaceOf(e) == ns)
+	}
+	for e := range c.uuids.all() {
+		if _, ok := listed.u[e.uid]; !ok && unlisted(e) {
+			gone = append(gone, e.uid.String())
 		}
 	}
-	return out
+	for uid, e := range c.byStr {
+		if _, ok := listed.s[uid]; !ok && unlisted(e) {
+			gone = append(gone, uid)
+		}
+	}
+	c.mu.RUnlock()
+	for _, uid := range gone {
+		c.MarkDeleted(uid, now)
+	}
 }
 
 // listWatch lists and watches one kind's metadata, reporting refusals
