@@ -13,15 +13,17 @@ import (
 // exported before its parent, a restarted bridge continues the same trace,
 // and a replay reproduces every ID.
 
+// digest is the SHA-256 of parts, each followed by a zero byte. The parts
+// are joined in a stack buffer (one hash call, no allocation for the usual
+// sizes) rather than written to a hash.Hash, which escapes to the heap.
 func digest(parts ...string) [32]byte {
-	h := sha256.New()
+	var stack [256]byte
+	buf := stack[:0]
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		buf = append(buf, p...)
+		buf = append(buf, 0)
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	return sha256.Sum256(buf)
 }
 
 func traceID(cluster, rootKey, episodeKey string) trace.TraceID {
