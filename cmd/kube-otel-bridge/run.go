@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -71,6 +72,7 @@ type runOptions struct {
 	config             *fileConfig
 	metricsAddr        string
 	pprof              bool
+	memoryLimit        string
 	leaderElect        bool
 	stateNamespace     string
 	leaseName          string
@@ -114,6 +116,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.noLogs, "no-logs", false, "export traces only")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-addr")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit of the Go runtime's memory, e.g. 48MiB (the GC works harder near it; not a cap); $GOMEMLIMIT wins; off: none")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "run several replicas: one active, elected with a Lease in --state-namespace")
 	fs.StringVar(&o.stateNamespace, "state-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the bridge's Lease and checkpoint (default $POD_NAMESPACE)")
 	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
@@ -160,6 +163,9 @@ func (o *runOptions) validate() error {
 	if o.shutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
 	}
+	if _, err := parseBytes(o.memoryLimit); err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
+	}
 	return nil
 }
 
@@ -188,6 +194,10 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	memLimit, _ := parseBytes(o.memoryLimit) // validated
+	if l := applyMemoryLimit(memLimit, os.Getenv("GOMEMLIMIT")); l != math.MaxInt64 {
+		log.Debug("Go memory limit", "bytes", l)
 	}
 	kc, err := loadKube(o.kubeconfig, float32(o.kubeQPS), o.kubeBurst)
 	if err != nil {
