@@ -402,7 +402,7 @@ func BenchmarkEventStoreMemory(b *testing.B) {
 		DoneFromContext(ctx)()
 		return nil
 	}
-	var perStore, perKnown, perState float64
+	var perStore, perState float64
 	for b.Loop() {
 		before := benchHeap()
 		store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -422,7 +422,6 @@ func BenchmarkEventStoreMemory(b *testing.B) {
 		dec = nil
 		mid := benchHeap()
 		perStore = float64(mid-before) / float64(len(events))
-
 		s, err := NewEventSource(nil, objects, handler, SourceOptions{Tracker: NewTracker(nil, 1<<30)})
 		if err != nil {
 			b.Fatal(err)
@@ -433,26 +432,10 @@ func BenchmarkEventStoreMemory(b *testing.B) {
 		}
 		decoded = nil
 		perState = float64(benchHeap()-mid) / float64(len(events))
-		// The bridge's own reflector store (eventStore) keeps only this
-		// per Event; the decoded Events go.
-		mid = benchHeap()
-		st := newEventStore(context.Background(), nil)
-		dec = benchWatchDecoder(b, k8sruntime.ContentTypeProtobuf, bytes.NewReader(stream))
-		for range events {
-			_, obj, err := dec.Decode()
-			if err != nil {
-				b.Fatal(err)
-			}
-			st.remember(obj)
-		}
-		dec = nil
-		perKnown = float64(benchHeap()-mid) / float64(len(events))
 		runtime.KeepAlive(store)
-		runtime.KeepAlive(st)
 		runtime.KeepAlive(s)
 	}
 	b.ReportMetric(float64(len(events)), "events")
 	b.ReportMetric(perStore, "B/event-informer-store")
-	b.ReportMetric(perKnown, "B/event-reflector-store")
 	b.ReportMetric(perState, "B/event-dedup+tracker")
 }

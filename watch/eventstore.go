@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -25,96 +24,9 @@ type eventStore struct {
 	synced atomic.Bool
 }
 
-// knownEvent is an Event's UID and resourceVersion, packed when they have
-// the API server's forms (a lowercase UUID, a decimal number): 24 bytes
-// and no allocation instead of two strings (≈ 100 bytes) per live Event.
-// Other forms are kept as they are.
 type knownEvent struct {
-	uuid  [16]byte
-	rv    uint64
-	other *knownStrings // the UID or the resourceVersion had another form
-}
-
-type knownStrings struct {
 	uid types.UID
 	rv  string
-}
-
-func newKnownEvent(uid types.UID, rv string) knownEvent {
-	u, okU := parseUUID(string(uid))
-	v, errV := strconv.ParseUint(rv, 10, 64)
-	if okU && errV == nil && strconv.FormatUint(v, 10) == rv {
-		return knownEvent{uuid: u, rv: v}
-	}
-	return knownEvent{other: &knownStrings{uid: uid, rv: rv}}
-}
-
-// UID is the Event's UID as the API server wrote it.
-func (k knownEvent) UID() types.UID {
-	if k.other != nil {
-		return k.other.uid
-	}
-	return types.UID(formatUUID(k.uuid))
-}
-
-// same reports whether a and b are the same UID and resourceVersion.
-func (k knownEvent) same(o knownEvent) bool {
-	if k.other != nil || o.other != nil {
-		return k.other != nil && o.other != nil && *k.other == *o.other
-	}
-	return k.uuid == o.uuid && k.rv == o.rv
-}
-
-// parseUUID reads a UUID in its canonical lowercase form (8-4-4-4-12 hex
-// digits); ok is false for any other string.
-func parseUUID(s string) (u [16]byte, ok bool) {
-	if len(s) != 36 {
-		return u, false
-	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if s[i] != '-' {
-				return u, false
-			}
-			i++
-			continue
-		}
-		hi, ok1 := fromHex(s[i])
-		lo, ok2 := fromHex(s[i+1])
-		if !ok1 || !ok2 {
-			return u, false
-		}
-		u[j] = hi<<4 | lo
-		j++
-		i += 2
-	}
-	return u, true
-}
-
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
-}
-
-func formatUUID(u [16]byte) string {
-	const hexDigits = "0123456789abcdef"
-	var b [36]byte
-	j := 0
-	for i, x := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		b[j], b[j+1] = hexDigits[x>>4], hexDigits[x&0xf]
-		j += 2
-	}
-	return string(b[:])
 }
 
 func newEventStore(ctx context.Context, s *EventSource) *eventStore {
@@ -128,7 +40,7 @@ func (st *eventStore) remember(obj any) (string, bool) {
 	}
 	key := m.GetNamespace() + "/" + m.GetName()
 	st.mu.Lock()
-	st.known[key] = newKnownEvent(m.GetUID(), m.GetResourceVersion())
+	st.known[key] = knownEvent{uid: m.GetUID(), rv: m.GetResourceVersion()}
 	st.mu.Unlock()
 	return key, true
 }
@@ -176,9 +88,9 @@ func (st *eventStore) Replace(list []any, _ string) error {
 			continue
 		}
 		key := m.GetNamespace() + "/" + m.GetName()
-		k := newKnownEvent(m.GetUID(), m.GetResourceVersion())
+		k := knownEvent{uid: m.GetUID(), rv: m.GetResourceVersion()}
 		fresh[key] = k
-		if old, ok := st.known[key]; initial || !ok || !old.same(k) {
+		if initial || st.known[key] != k {
 			changed = append(changed, obj)
 		}
 	}
@@ -197,7 +109,7 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	}
 	for i, k := range gone {
 		ns, name, _ := cache.SplitMetaNamespaceKey(goneKeys[i])
-		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.UID()}})
+		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid}})
 	}
 	st.synced.Store(true)
 	return nil

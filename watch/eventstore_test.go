@@ -90,34 +90,3 @@ func BenchmarkEventStoreKnownMemory(b *testing.B) {
 		runtime.KeepAlive(st)
 	}
 }
-
-func TestKnownEventPacksUIDAndResourceVersion(t *testing.T) {
-	for _, tc := range []struct {
-		uid    types.UID
-		rv     string
-		packed bool
-	}{
-		{"0b7a3c2e-5d4f-4e6a-9b8c-1d2e3f4a5b6c", "123456", true},
-		{"00000000-0000-0000-0000-000000000000", "0", true},
-		{"0B7A3C2E-5D4F-4E6A-9B8C-1D2E3F4A5B6C", "1", false}, // uppercase: kept as written
-		{"uid-1", "7", false},
-		{"0b7a3c2e-5d4f-4e6a-9b8c-1d2e3f4a5b6c", "007", false},
-		{"0b7a3c2e-5d4f-4e6a-9b8c-1d2e3f4a5b6c", "", false},
-		{"0b7a3c2e-5d4f-4e6a-9b8c_1d2e3f4a5b6c", "1", false},
-		{"0b7a3c2e-5d4f-4e6a-9b8c-1d2e3f4a5b6g", "1", false},
-	} {
-		k := newKnownEvent(tc.uid, tc.rv)
-		if packed := k.other == nil; packed != tc.packed {
-			t.Errorf("%q %q: packed %v, want %v", tc.uid, tc.rv, packed, tc.packed)
-		}
-		if k.UID() != tc.uid {
-			t.Errorf("%q %q: UID() = %q", tc.uid, tc.rv, k.UID())
-		}
-		if !k.same(newKnownEvent(tc.uid, tc.rv)) {
-			t.Errorf("%q %q: not the same as itself", tc.uid, tc.rv)
-		}
-		if k.same(newKnownEvent(tc.uid, tc.rv+"1")) || k.same(newKnownEvent("other", tc.rv)) {
-			t.Errorf("%q %q: the same as another resourceVersion or UID", tc.uid, tc.rv)
-		}
-	}
-}
