@@ -6,7 +6,8 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ARG COMMIT=unknown
-RUN CGO_ENABLED=0 go build -trimpath \
+# grpcnotrace: see GOTAGS in the Makefile.
+RUN CGO_ENABLED=0 go build -trimpath -tags grpcnotrace \
     -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
     -o /out/kube-otel-bridge ./cmd/kube-otel-bridge
 

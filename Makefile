@@ -5,6 +5,10 @@ BIN := $(CURDIR)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# grpcnotrace: gRPC without golang.org/x/net/trace (never enabled here), whose
+# html/template and text/template keep every exported method in the binary:
+# 31 -> 25 MB, 3 MiB less resident.
+GOTAGS := grpcnotrace
 TOOLS := test/cluster/tools
 CLUSTER_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/kubectl
 CLUSTER_DIR ?= $(CURDIR)/.cluster
@@ -18,7 +22,7 @@ all: build
 
 ## build: the kube-otel-bridge binary in bin/
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kube-otel-bridge ./cmd/kube-otel-bridge
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(GOTAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/kube-otel-bridge ./cmd/kube-otel-bridge
 
 ## run: replay a bundled recording and print what the bridge makes of it (no cluster needed)
 run: build

@@ -7,7 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // checkpointKey is the ConfigMap binaryData key holding the checkpoint.
@@ -17,14 +16,21 @@ const checkpointKey = "checkpoint"
 // namespace (binaryData, compressed; a ConfigMap holds at most 1 MiB, which
 // Tracker's entry limit respects).
 type ConfigMapStore struct {
-	Client    kubernetes.Interface
+	Client    ConfigMapClient
 	Namespace string
 	Name      string
 }
 
+// ConfigMapClient reads and writes ConfigMaps; kube.Client implements it.
+type ConfigMapClient interface {
+	GetConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
+	CreateConfigMap(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
+	UpdateConfigMap(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
+}
+
 // Load returns the saved checkpoint, or nil when there is none yet.
 func (s *ConfigMapStore) Load(ctx context.Context) (*Checkpoint, error) {
-	cm, err := s.Client.CoreV1().ConfigMaps(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+	cm, err := s.Client.GetConfigMap(ctx, s.Namespace, s.Name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -48,14 +54,13 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	cms := s.Client.CoreV1().ConfigMaps(s.Namespace)
-	cm, err := cms.Get(ctx, s.Name, metav1.GetOptions{})
+	cm, err := s.Client.GetConfigMap(ctx, s.Namespace, s.Name)
 	if apierrors.IsNotFound(err) {
-		_, err = cms.Create(ctx, &corev1.ConfigMap{
+		_, err = s.Client.CreateConfigMap(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "kube-otel-bridge", "app.kubernetes.io/component": "checkpoint"}},
 			BinaryData: map[string][]byte{checkpointKey: data},
-		}, metav1.CreateOptions{})
+		})
 		if err != nil {
 			return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 		}
@@ -68,7 +73,7 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 		cm.BinaryData = map[string][]byte{}
 	}
 	cm.BinaryData[checkpointKey] = data
-	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+	if _, err := s.Client.UpdateConfigMap(ctx, cm); err != nil {
 		return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return nil

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	watchapi "k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
@@ -77,6 +76,16 @@ func (o SourceOptions) Validate() error {
 	return o.Convert.Validate()
 }
 
+// EventClient lists and watches Events through either API (api is
+// "events.k8s.io/v1" or "v1"); kube.Client implements it.
+type EventClient interface {
+	// ServesGroupVersion returns nil when the API server serves
+	// groupVersion, else why not.
+	ServesGroupVersion(ctx context.Context, groupVersion string) error
+	ListEvents(ctx context.Context, api, namespace string, o metav1.ListOptions) (runtime.Object, error)
+	WatchEvents(ctx context.Context, api, namespace string, o metav1.ListOptions) (watchapi.Interface, error)
+}
+
 // EventSource watches Events and hands each new occurrence, with its owner
 // chain resolved through the object cache, to a Handler.
 type EventSource struct {
@@ -84,7 +93,7 @@ type EventSource struct {
 	include map[string]bool // namespaces picked client-side (several --namespaces)
 
 	opts    SourceOptions
-	client  kubernetes.Interface
+	client  EventClient
 	objects *ObjectCache
 	dedup   *Dedup
 	handle  Handler
@@ -107,7 +116,7 @@ type observed struct {
 }
 
 // NewEventSource returns a source; Run starts it.
-func NewEventSource(client kubernetes.Interface, objects *ObjectCache, handle Handler, opts SourceOptions) (*EventSource, error) {
+func NewEventSource(client EventClient, objects *ObjectCache, handle Handler, opts SourceOptions) (*EventSource, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("event source: %w", err)
 	}
@@ -138,7 +147,7 @@ func (s *EventSource) Start(ctx context.Context) error {
 	s.api = s.opts.API
 	if s.api == "" {
 		s.api = "events.k8s.io/v1"
-		if _, err := s.client.Discovery().ServerResourcesForGroupVersion("events.k8s.io/v1"); err != nil {
+		if err := s.client.ServesGroupVersion(ctx, "events.k8s.io/v1"); err != nil {
 			s.opts.Logger.Info("events.k8s.io/v1 not served, watching core/v1 Events", "err", err)
 			s.api = "v1"
 		}
@@ -191,31 +200,20 @@ func (s *EventSource) expectedType() runtime.Object {
 // every one after the first is a restart (410 Gone, API server restart,
 // network), whichever path inside client-go retried it.
 func (s *EventSource) listWatch(ns string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
-	var list func(context.Context, metav1.ListOptions) (runtime.Object, error)
-	var watch func(context.Context, metav1.ListOptions) (watchapi.Interface, error)
-	if s.api == "v1" {
-		c := s.client.CoreV1().Events(ns)
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }
-		watch = c.Watch
-	} else {
-		c := s.client.EventsV1().Events(ns)
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }
-		watch = c.Watch
-	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			if s.stats.lists.Add(1) > 1 {
 				s.stats.watchErrors.Add(1)
 			}
 			tweak(&o)
-			return list(ctx, o)
+			return s.client.ListEvents(ctx, s.api, ns, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
 			if s.stats.watches.Add(1) > 1 {
 				s.stats.watchErrors.Add(1)
 			}
 			tweak(&o)
-			return watch(ctx, o)
+			return s.client.WatchEvents(ctx, s.api, ns, o)
 		},
 	}
 	// Like client-go's own informers: fake clients opt out of watch-list.

@@ -103,7 +103,7 @@ func newSource(t *testing.T, client *fake.Clientset, objects *ObjectCache, s *si
 	if objects == nil {
 		objects = newTestCache(t, CacheOptions{})
 	}
-	src, err := NewEventSource(client, objects, s.handle, opts)
+	src, err := NewEventSource(eventClient(client), objects, s.handle, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestEventSourceDeleteAfterQueuedUpdate(t *testing.T) {
 		}
 		return s.handle(ctx, ev, o)
 	}
-	src, err := NewEventSource(client, newTestCache(t, CacheOptions{}), handler, SourceOptions{API: "events.k8s.io/v1", Now: newFakeClock(testT0).Now})
+	src, err := NewEventSource(eventClient(client), newTestCache(t, CacheOptions{}), handler, SourceOptions{API: "events.k8s.io/v1", Now: newFakeClock(testT0).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestEventSourceHeldOrder(t *testing.T) {
 	clock := newFakeClock(testT0)
 	objects := newTestCache(t, CacheOptions{})
 	s := &sink{}
-	src, err := NewEventSource(fake.NewClientset(), objects, s.handle, SourceOptions{OwnerWait: time.Minute, Now: clock.Now})
+	src, err := NewEventSource(eventClient(fake.NewClientset()), objects, s.handle, SourceOptions{OwnerWait: time.Minute, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +575,7 @@ func TestSourceOptionsValidate(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Errorf("Validate = %v, want ok %v", err, tc.ok)
 			}
-			_, err = NewEventSource(fake.NewClientset(), newTestCache(t, CacheOptions{}), (&sink{}).handle, tc.opts)
+			_, err = NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), (&sink{}).handle, tc.opts)
 			if (err == nil) != tc.ok {
 				t.Errorf("NewEventSource = %v, want ok %v", err, tc.ok)
 			}
@@ -697,7 +697,7 @@ func TestSplitList(t *testing.T) {
 }
 
 func TestSourceDefaults(t *testing.T) {
-	src, err := NewEventSource(fake.NewClientset(), newTestCache(t, CacheOptions{}), (&sink{}).handle, SourceOptions{})
+	src, err := NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), (&sink{}).handle, SourceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -705,7 +705,7 @@ func TestSourceDefaults(t *testing.T) {
 		src.opts.Logger == nil || src.opts.Now == nil {
 		t.Errorf("defaults not applied: %+v", src.opts)
 	}
-	src, err = NewEventSource(fake.NewClientset(), newTestCache(t, CacheOptions{}), (&sink{}).handle, SourceOptions{OwnerWait: time.Minute, QueueSize: 3})
+	src, err = NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), (&sink{}).handle, SourceOptions{OwnerWait: time.Minute, QueueSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +717,7 @@ func TestSourceDefaults(t *testing.T) {
 // TestEventSourceDeleteTombstone: a deletion the informer only learns from a
 // relist (DeletedFinalStateUnknown) also drops the dedup state, core/v1 too.
 func TestEventSourceDeleteTombstone(t *testing.T) {
-	src, err := NewEventSource(fake.NewClientset(), newTestCache(t, CacheOptions{}), (&sink{}).handle, SourceOptions{})
+	src, err := NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), (&sink{}).handle, SourceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

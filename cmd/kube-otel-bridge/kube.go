@@ -4,22 +4,15 @@ import (
 	"context"
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-)
 
-type kubeClients struct {
-	config   *rest.Config
-	client   kubernetes.Interface
-	metadata metadata.Interface
-}
+	"github.com/kube-otel-bridge/kube-otel-bridge/kube"
+)
 
 // loadKube finds the cluster: --kubeconfig, else in-cluster, else $KUBECONFIG,
 // else ~/.kube/config.
-func loadKube(kubeconfig string, qps float32, burst int) (*kubeClients, error) {
+func loadKube(kubeconfig string, qps float32, burst int) (*kube.Client, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -35,21 +28,13 @@ func loadKube(kubeconfig string, qps float32, burst int) (*kubeClients, error) {
 	}
 	cfg.QPS, cfg.Burst = qps, burst
 	cfg.UserAgent = "kube-otel-bridge/" + version
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	md, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &kubeClients{config: cfg, client: cs, metadata: md}, nil
+	return kube.New(cfg)
 }
 
 // clusterUID is the UID of the kube-system namespace, the customary stable
 // identity of a cluster (k8s.cluster.uid).
-func clusterUID(ctx context.Context, cs kubernetes.Interface) (string, error) {
-	ns, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+func clusterUID(ctx context.Context, c *kube.Client) (string, error) {
+	ns, err := c.GetNamespace(ctx, "kube-system")
 	if err != nil {
 		return "", fmt.Errorf("read kube-system namespace for k8s.cluster.uid: %w", err)
 	}

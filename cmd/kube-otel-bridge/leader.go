@@ -12,16 +12,15 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/kube"
 )
 
 // leaderElect runs run only while this replica holds the Lease. Followers are
 // ready (their role is known) but idle. On SIGTERM the leader flushes and
 // releases the Lease so a follower takes over at once; a leader that loses
 // the Lease stops and exits with an error so the pod restarts as a follower.
-func leaderElect(ctx context.Context, o *runOptions, kube *kubeClients, hl *health, log *slog.Logger, run func(context.Context) error) error {
+func leaderElect(ctx context.Context, o *runOptions, kc *kube.Client, hl *health, log *slog.Logger, run func(context.Context) error) error {
 	id := os.Getenv("POD_NAME")
 	if id == "" {
 		host, _ := os.Hostname()
@@ -33,39 +32,34 @@ func leaderElect(ctx context.Context, o *runOptions, kube *kubeClients, hl *heal
 		i, n, _ := parseShard(o.shard)
 		name = fmt.Sprintf("%s-shard-%d-of-%d", name, i, n)
 	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: o.stateNamespace},
-		Client:     kube.client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
 	hl.setReady(false, "leader election: role not known yet")
 	var runErr error
 	led := false
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
+	le, err := kube.NewLeaderElector(kc, kube.LeaderConfig{
+		Namespace:       o.stateNamespace,
+		Name:            name,
+		Identity:        id,
 		LeaseDuration:   15 * time.Second,
 		RenewDeadline:   10 * time.Second,
 		RetryPeriod:     2 * time.Second,
 		ReleaseOnCancel: true,
-		Name:            name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				led = true
-				log.Info("became leader", "lease", o.stateNamespace+"/"+name, "identity", id)
-				runErr = run(ctx)
-				cancel()
-			},
-			OnStoppedLeading: func() {
-				cancel()
-			},
-			OnNewLeader: func(leader string) {
-				if leader != id {
-					log.Info("following", "leader", leader, "lease", o.stateNamespace+"/"+name)
-					hl.setReady(true, "")
-				}
-			},
+		Logger:          log,
+		OnStartedLeading: func(ctx context.Context) {
+			led = true
+			log.Info("became leader", "lease", o.stateNamespace+"/"+name, "identity", id)
+			runErr = run(ctx)
+			cancel()
+		},
+		OnStoppedLeading: func() {
+			cancel()
+		},
+		OnNewLeader: func(leader string) {
+			if leader != id {
+				log.Info("following", "leader", leader, "lease", o.stateNamespace+"/"+name)
+				hl.setReady(true, "")
+			}
 		},
 	})
 	if err != nil {

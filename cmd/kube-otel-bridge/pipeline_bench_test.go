@@ -25,13 +25,13 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	watchapi "k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
+	"github.com/kube-otel-bridge/kube-otel-bridge/kube"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
 
@@ -128,14 +128,15 @@ func benchPipeline(b *testing.B, fx *stormFixture, enc *stormEncoding, mediaType
 		}
 		return err
 	}
-	// protobuf: the clientset as the daemon makes it (client-go's typed
-	// clients for built-in kinds prefer protobuf); json: forced to JSON.
+	// protobuf: the client as the daemon makes it (it prefers protobuf,
+	// like client-go's typed clients for built-in kinds); json: forced to
+	// JSON.
 	rc := &rest.Config{Host: "http://bench.invalid", Transport: stream, QPS: -1}
 	if mediaType == k8sruntime.ContentTypeJSON {
 		rc.ContentType = k8sruntime.ContentTypeJSON
 		rc.AcceptContentTypes = k8sruntime.ContentTypeJSON
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kube.New(rc)
 	if err != nil {
 		b.Fatal(err)
 	}

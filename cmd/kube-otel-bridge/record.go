@@ -40,7 +40,7 @@ func recordCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	kube, err := loadKube(*kubeconfig, 20, 40)
+	kc, err := loadKube(*kubeconfig, 20, 40)
 	if err != nil {
 		return err
 	}
@@ -92,14 +92,14 @@ func recordCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		events++
 		return rec.Event(now, ev)
 	}
-	src, err := watch.NewEventSource(kube.client, objects, handler, watch.SourceOptions{
+	src, err := watch.NewEventSource(kc, objects, handler, watch.SourceOptions{
 		Namespaces: watch.SplitList(*namespaces), ExcludeNamespaces: watch.SplitList(*exclude),
 		InitialLookback: *lookback, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	if err := objects.Start(ctx, kube.metadata); err != nil {
+	if err := objects.Start(ctx, kc.Metadata); err != nil {
 		return err
 	}
 	if !objects.WaitForSync(ctx) {

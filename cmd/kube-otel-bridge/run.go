@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/dingtalk"
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/kafka"
 	"github.com/kube-otel-bridge/kube-otel-bridge/exporter/otlp"
+	"github.com/kube-otel-bridge/kube-otel-bridge/kube"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
 
@@ -70,6 +72,7 @@ type runOptions struct {
 	config             *fileConfig
 	metricsAddr        string
 	pprof              bool
+	memoryLimit        string
 	leaderElect        bool
 	stateNamespace     string
 	leaseName          string
@@ -113,6 +116,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.noLogs, "no-logs", false, "export traces only")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-addr")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit of the Go runtime's memory, e.g. 48MiB (the GC works harder near it; not a cap); $GOMEMLIMIT wins; off: none")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "run several replicas: one active, elected with a Lease in --state-namespace")
 	fs.StringVar(&o.stateNamespace, "state-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the bridge's Lease and checkpoint (default $POD_NAMESPACE)")
 	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
@@ -159,6 +163,9 @@ func (o *runOptions) validate() error {
 	if o.shutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
 	}
+	if _, err := parseBytes(o.memoryLimit); err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
+	}
 	return nil
 }
 
@@ -188,11 +195,15 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kube, err := loadKube(o.kubeconfig, float32(o.kubeQPS), o.kubeBurst)
+	memLimit, _ := parseBytes(o.memoryLimit) // validated
+	if l := applyMemoryLimit(memLimit, os.Getenv("GOMEMLIMIT")); l != math.MaxInt64 {
+		log.Debug("Go memory limit", "bytes", l)
+	}
+	kc, err := loadKube(o.kubeconfig, float32(o.kubeQPS), o.kubeBurst)
 	if err != nil {
 		return err
 	}
-	uid, err := clusterUID(ctx, kube.client)
+	uid, err := clusterUID(ctx, kc)
 	if err != nil {
 		log.Warn("k8s.cluster.uid left out", "err", err)
 	}
@@ -216,16 +227,16 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("serving metrics", "addr", addr.String())
 	}
 	run := func(ctx context.Context) error {
-		return runPipeline(ctx, &o, kube, res, engine, stats, hl, log)
+		return runPipeline(ctx, &o, kc, res, engine, stats, hl, log)
 	}
 	if !o.leaderElect {
 		return run(ctx)
 	}
-	return leaderElect(ctx, &o, kube, hl, log, run)
+	return leaderElect(ctx, &o, kc, hl, log, run)
 }
 
 // runPipeline watches and exports until ctx ends, then flushes.
-func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *resource.Resource, engine *causality.Engine,
+func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resource.Resource, engine *causality.Engine,
 	stats *statsCollector, hl *health, log *slog.Logger) error {
 	hl.setReady(false, "caches not synced")
 	var sinks []sink
@@ -286,7 +297,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 	var store *watch.ConfigMapStore
 	var resume *watch.Checkpoint
 	if o.stateNamespace != "" && !o.noCheckpoint {
-		store = &watch.ConfigMapStore{Client: kube.client, Namespace: o.stateNamespace, Name: checkpointName(o)}
+		store = &watch.ConfigMapStore{Client: kc, Namespace: o.stateNamespace, Name: checkpointName(o)}
 		cp, err := store.Load(ctx)
 		if err != nil {
 			return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
@@ -323,7 +334,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 	handler := func(ctx context.Context, _ *eventsv1.Event, occ *convert.Occurrence) error {
 		return p.occurrence(ctx, occ)
 	}
-	src, err := watch.NewEventSource(kube.client, objects, handler, watch.SourceOptions{
+	src, err := watch.NewEventSource(kc, objects, handler, watch.SourceOptions{
 		Namespaces:        watch.SplitList(o.namespaces),
 		ExcludeNamespaces: watch.SplitList(o.excludeNS),
 		API:               o.eventsAPI,
@@ -339,7 +350,7 @@ func runPipeline(ctx context.Context, o *runOptions, kube *kubeClients, res *res
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	stats.source = func() (watch.SourceStats, bool) { return src.Stats(), true }
-	if err := objects.Start(ctx, kube.metadata); err != nil {
+	if err := objects.Start(ctx, kc.Metadata); err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	if !objects.WaitForSync(ctx) {

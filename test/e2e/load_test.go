@@ -42,8 +42,13 @@ import (
 //	KOB_LOAD=1 go test -count=1 -timeout 20m -run TestLoad -v ./test/e2e/
 //
 // KOB_LOAD_EVENTS and KOB_LOAD_WORKERS change the load, KOB_LOAD_CPUPROFILE=
-// FILE saves a 10s CPU profile of the bridge taken during the load, and
-// E2E_BRIDGE_BIN tests another binary (e.g. a `make build` release build).
+// FILE saves a CPU profile of the bridge taken during the load
+// (KOB_LOAD_PROFILE_SECONDS long, default 10), KOB_LOAD_MEMSTATS=1 logs the
+// bridge's Go runtime memory statistics before and after the load (both turn
+// on the bridge's --pprof; KOB_LOAD_HEAPPROFILE=FILE with it saves a heap
+// profile after the load), and E2E_BRIDGE_BIN tests another binary (e.g. a
+// `make build` release build). Extra flags for the bridge can be given in
+// KOB_LOAD_BRIDGE_ARGS (space-separated).
 func TestLoad(t *testing.T) {
 	if os.Getenv("KOB_LOAD") != "1" {
 		t.Skip("load test: set KOB_LOAD=1 (and -run TestLoad) to run it")
@@ -58,8 +63,11 @@ func TestLoad(t *testing.T) {
 	// KOB_LOAD_CPUPROFILE=file: a CPU profile of the bridge during the
 	// load (its /debug/pprof), for `go tool pprof BINARY file`.
 	cpuProfile := os.Getenv("KOB_LOAD_CPUPROFILE")
-	var extra []string
-	if cpuProfile != "" {
+	profSeconds := loadEnvInt(t, "KOB_LOAD_PROFILE_SECONDS", 10)
+	memStats := os.Getenv("KOB_LOAD_MEMSTATS") == "1"
+	heapProfile := os.Getenv("KOB_LOAD_HEAPPROFILE") // with KOB_LOAD_MEMSTATS
+	extra := strings.Fields(os.Getenv("KOB_LOAD_BRIDGE_ARGS"))
+	if cpuProfile != "" || memStats {
 		extra = append(extra, "--pprof")
 	}
 	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: extra})
@@ -68,6 +76,14 @@ func TestLoad(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	cpu0 := loadCPUSeconds(t, pid)
 	rss0 := loadStatusKB(t, pid, "VmRSS")
+	idleAnon, idleFile, idleHWM := loadStatusKB(t, pid, "RssAnon"), loadStatusKB(t, pid, "RssFile"), loadStatusKB(t, pid, "VmHWM")
+	t.Logf("bridge memory at idle (synced, before the load): RSS %.1f MiB (anonymous %.1f MiB, file-backed %.1f MiB), VmHWM %.1f MiB",
+		float64(rss0)/1024, float64(idleAnon)/1024, float64(idleFile)/1024, float64(idleHWM)/1024)
+	var ms0 loadMemStats
+	if memStats {
+		ms0 = loadReadMemStats(ctx, t, b.metricsAddr(ctx), pid)
+		t.Logf("bridge Go runtime at idle: %s", ms0)
+	}
 
 	cfg := shared.RestConfig()
 	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit
@@ -88,7 +104,7 @@ func TestLoad(t *testing.T) {
 		addr := b.metricsAddr(ctx)
 		go func() {
 			defer close(profDone)
-			code, body, err := httpGetTimeout(ctx, addr, "/debug/pprof/profile?seconds=10", 30*time.Second)
+			code, body, err := httpGetTimeout(ctx, addr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", profSeconds), time.Duration(profSeconds+20)*time.Second)
 			if err != nil || code != 200 {
 				t.Errorf("CPU profile: HTTP %d, %v", code, err)
 				return
@@ -231,6 +247,20 @@ func TestLoad(t *testing.T) {
 	t.Logf("bridge CPU: %.2f s for %d events = %.3f CPU-s per 10,000 events (%.1f µs/event)", cpu, n, cpu/float64(n)*10000, cpu/float64(n)*1e6)
 	t.Logf("bridge memory: RSS %.1f MiB before the load, %.1f MiB after (anonymous %.1f MiB, file-backed %.1f MiB); peak RSS (VmHWM) %.1f MiB; Go heap in use %.1f MiB, Go runtime total %.1f MiB",
 		float64(rss0)/1024, float64(rss1)/1024, float64(rssAnon)/1024, float64(rssFile)/1024, float64(hwm)/1024, heapInuse/(1<<20), goSys/(1<<20))
+	if memStats {
+		ms1 := loadReadMemStats(ctx, t, b.metricsAddr(ctx), pid)
+		t.Logf("bridge Go runtime after the load: %s", ms1)
+		t.Logf("bridge GC during the load: %d GCs, ≈%.2f s of GC time (GCCPUFraction; an overestimate on a busy machine)",
+			ms1.NumGC-ms0.NumGC, ms1.gcTime-ms0.gcTime)
+		if heapProfile != "" {
+			code, body, err := httpGet(ctx, b.metricsAddr(ctx), "/debug/pprof/heap")
+			if err != nil || code != http.StatusOK {
+				t.Errorf("heap profile: HTTP %d, %v", code, err)
+			} else if err := os.WriteFile(heapProfile, []byte(body), 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
 	t.Logf("KOB_LOAD_RESULT events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f peak_rss_mib=%.1f missing=%d dups=%d",
 		n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000, float64(hwm)/1024, missing, dups)
 	if missing > 0 || dups > 0 {
@@ -334,4 +364,86 @@ func loadCPUModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// loadMemStats are the runtime.MemStats fields the load test reports, read
+// from the bridge's /debug/pprof/heap?debug=1.
+type loadMemStats struct {
+	HeapInuse, HeapSys, HeapIdle, HeapReleased, StackInuse, StackSys, Sys, NextGC uint64
+	NumGC                                                                         uint64
+	GCCPUFraction                                                                 float64
+	Goroutines                                                                    int
+	// gcTime is the GC's time since the process started: GCCPUFraction ×
+	// GOMAXPROCS × uptime (the runtime's own definition). It counts the
+	// wall time of the GC's workers and pauses, so it overestimates the GC's
+	// CPU when the machine is busy; a CPU profile tells better.
+	gcTime float64
+}
+
+func (m loadMemStats) String() string {
+	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
+	return fmt.Sprintf("HeapInuse %.1f MiB, HeapSys %.1f MiB (idle %.1f, released %.1f), StackInuse %.1f MiB, Sys %.1f MiB, NextGC %.1f MiB, NumGC %d, GCCPUFraction %.4f (≈%.2f s of GC time since start), goroutines %d",
+		mib(m.HeapInuse), mib(m.HeapSys), mib(m.HeapIdle), mib(m.HeapReleased), mib(m.StackInuse), mib(m.Sys), mib(m.NextGC), m.NumGC, m.GCCPUFraction, m.gcTime, m.Goroutines)
+}
+
+func loadReadMemStats(ctx context.Context, t *testing.T, addr string, pid int) loadMemStats {
+	t.Helper()
+	var m loadMemStats
+	code, body, err := httpGet(ctx, addr, "/debug/pprof/heap?debug=1")
+	if err != nil || code != http.StatusOK {
+		t.Errorf("memstats: HTTP %d, %v", code, err)
+		return m
+	}
+	u := map[string]*uint64{"HeapInuse": &m.HeapInuse, "HeapSys": &m.HeapSys, "HeapIdle": &m.HeapIdle, "HeapReleased": &m.HeapReleased,
+		"StackInuse": &m.StackInuse, "Sys": &m.Sys, "NextGC": &m.NextGC, "NumGC": &m.NumGC}
+	for _, line := range strings.Split(body, "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = ")
+		if !ok {
+			continue
+		}
+		if p, ok := u[k]; ok {
+			*p, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+		if k == "Stack" { // "inuse / sys"
+			in, sys, _ := strings.Cut(v, " / ")
+			m.StackInuse, _ = strconv.ParseUint(strings.TrimSpace(in), 10, 64)
+			m.StackSys, _ = strconv.ParseUint(strings.TrimSpace(sys), 10, 64)
+		}
+		if k == "GCCPUFraction" {
+			m.GCCPUFraction, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if code, body, err := httpGet(ctx, addr, "/debug/pprof/goroutine?debug=1"); err == nil && code == http.StatusOK {
+		first, _, _ := strings.Cut(body, "\n")
+		m.Goroutines, _ = strconv.Atoi(strings.TrimPrefix(first, "goroutine profile: total "))
+	}
+	procs, _, _ := metricValue(ctx, addr, "go_sched_gomaxprocs_threads")
+	m.gcTime = m.GCCPUFraction * procs * loadUptime(t, pid).Seconds()
+	return m
+}
+
+// loadUptime is how long process pid has run (/proc/<pid>/stat field 22).
+func loadUptime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	start, err := strconv.ParseFloat(f[19], 64) // field 22: starttime in clock ticks since boot
+	if err != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, _, _ := strings.Cut(string(up), " ")
+	sinceBoot, err := strconv.ParseFloat(boot, 64)
+	if err != nil {
+		t.Fatalf("/proc/uptime: %q", up)
+	}
+	const userHZ = 100
+	return time.Duration((sinceBoot - start/userHZ) * float64(time.Second))
 }

@@ -129,7 +129,8 @@ func buildBridge(dir string) (string, error) {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(dir, "kube-otel-bridge")
-	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/kube-otel-bridge")
+	// The release build's tags (GOTAGS in the Makefile).
+	cmd := exec.Command(goBin, "build", "-tags", "grpcnotrace", "-o", out, "./cmd/kube-otel-bridge")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build kube-otel-bridge: %v\n%s", err, b)

@@ -1,0 +1,183 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+)
+
+// leaseServer is an API server holding Leases in memory, with the API
+// server's optimistic concurrency (resourceVersion) on updates.
+func leaseServer(t *testing.T) (*rest.Config, func(name string) *coordinationv1.Lease) {
+	t.Helper()
+	var mu sync.Mutex
+	leases := map[string]*coordinationv1.Lease{}
+	rv := 0
+	status := func(w http.ResponseWriter, code int, reason metav1.StatusReason) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: "Failure", Reason: reason, Code: int32(code)})
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		const prefix = "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
+		var l coordinationv1.Lease
+		switch r.Method {
+		case http.MethodGet:
+			cur, ok := leases[r.URL.Path[len(prefix)+1:]]
+			if !ok {
+				status(w, 404, metav1.StatusReasonNotFound)
+				return
+			}
+			l = *cur
+		case http.MethodPost, http.MethodPut:
+			if err := json.NewDecoder(r.Body).Decode(&l); err != nil {
+				status(w, 400, metav1.StatusReasonBadRequest)
+				return
+			}
+			cur, ok := leases[l.Name]
+			switch {
+			case r.Method == http.MethodPost && ok:
+				status(w, 409, metav1.StatusReasonAlreadyExists)
+				return
+			case r.Method == http.MethodPut && (!ok || cur.ResourceVersion != l.ResourceVersion):
+				status(w, 409, metav1.StatusReasonConflict)
+				return
+			}
+			rv++
+			l.ResourceVersion = strconv.Itoa(rv)
+			l.TypeMeta = metav1.TypeMeta{Kind: "Lease", APIVersion: "coordination.k8s.io/v1"}
+			leases[l.Name] = l.DeepCopy()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(&l)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := &rest.Config{Host: srv.URL}
+	cfg.ContentType = "application/json"
+	return cfg, func(name string) *coordinationv1.Lease {
+		mu.Lock()
+		defer mu.Unlock()
+		if l, ok := leases[name]; ok {
+			return l.DeepCopy()
+		}
+		return nil
+	}
+}
+
+type candidate struct {
+	le      *LeaderElector
+	leading chan struct{} // closed when it starts leading
+	stopped chan struct{} // closed when Run returned
+	mu      sync.Mutex
+	leaders []string // OnNewLeader calls
+}
+
+func startCandidate(t *testing.T, ctx context.Context, c *Client, id string) *candidate {
+	t.Helper()
+	cd := &candidate{leading: make(chan struct{}), stopped: make(chan struct{})}
+	le, err := NewLeaderElector(c, LeaderConfig{
+		Namespace: "ns", Name: "lease", Identity: id,
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 50 * time.Millisecond,
+		ReleaseOnCancel:  true,
+		OnStartedLeading: func(context.Context) { close(cd.leading) },
+		OnStoppedLeading: func() {},
+		OnNewLeader: func(l string) {
+			cd.mu.Lock()
+			cd.leaders = append(cd.leaders, l)
+			cd.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd.le = le
+	go func() { defer close(cd.stopped); le.Run(ctx) }()
+	return cd
+}
+
+func TestLeaderElection(t *testing.T) {
+	cfg, lease := leaseServer(t)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	a := startCandidate(t, actx, c, "a")
+	select {
+	case <-a.leading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not lead")
+	}
+	bctx, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	b := startCandidate(t, bctx, c, "b")
+	// b follows while a renews (well past the lease duration).
+	time.Sleep(2500 * time.Millisecond)
+	select {
+	case <-b.leading:
+		t.Fatal("b leads while a holds the Lease")
+	default:
+	}
+	l := lease("lease")
+	if l == nil || *l.Spec.HolderIdentity != "a" || *l.Spec.LeaseDurationSeconds != 2 || *l.Spec.LeaseTransitions != 0 {
+		t.Fatalf("lease %+v, want held by a for 2s, no transitions", l)
+	}
+	if !l.Spec.RenewTime.After(l.Spec.AcquireTime.Time) {
+		t.Errorf("renew time %s not after acquire time %s: a did not renew", l.Spec.RenewTime, l.Spec.AcquireTime)
+	}
+
+	// a stops: it releases the Lease, and b takes it at its next retry,
+	// long before the lease duration.
+	cancelA()
+	<-a.stopped
+	released := time.Now()
+	select {
+	case <-b.leading:
+	case <-time.After(time.Second):
+		t.Fatal("b did not take the released Lease within a second")
+	}
+	t.Logf("b leads %s after a released", time.Since(released).Round(time.Millisecond))
+	l = lease("lease")
+	if *l.Spec.HolderIdentity != "b" || *l.Spec.LeaseTransitions != 1 {
+		t.Errorf("lease holder %q, transitions %d; want b, 1", *l.Spec.HolderIdentity, *l.Spec.LeaseTransitions)
+	}
+	time.Sleep(100 * time.Millisecond) // OnNewLeader runs in its own goroutine
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.leaders) < 2 || b.leaders[0] != "a" || b.leaders[len(b.leaders)-1] != "b" {
+		t.Errorf("b saw leaders %v, want a first and b last", b.leaders)
+	}
+}
+
+func TestLeaderConfigChecked(t *testing.T) {
+	ok := LeaderConfig{Namespace: "ns", Name: "l", Identity: "i", LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second,
+		RetryPeriod: 2 * time.Second, OnStartedLeading: func(context.Context) {}, OnStoppedLeading: func() {}}
+	if _, err := NewLeaderElector(nil, ok); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	for name, mutate := range map[string]func(*LeaderConfig){
+		"lease not above deadline": func(c *LeaderConfig) { c.LeaseDuration = c.RenewDeadline },
+		"deadline within jitter":   func(c *LeaderConfig) { c.RetryPeriod = 9 * time.Second },
+		"no identity":              func(c *LeaderConfig) { c.Identity = "" },
+		"no callbacks":             func(c *LeaderConfig) { c.OnStartedLeading = nil },
+		"no namespace":             func(c *LeaderConfig) { c.Namespace = "" },
+	} {
+		c := ok
+		mutate(&c)
+		if _, err := NewLeaderElector(nil, c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
