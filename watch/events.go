@@ -189,9 +189,13 @@ func (s *EventSource) Start(ctx context.Context) error {
 	return nil
 }
 
+// expectedType is the type the reflector accepts. A core/v1 watch yields
+// *eventsv1.Event when the client decodes Events with an EventDecoder
+// (kube.Client does) and *corev1.Event otherwise (e.g. JSON), so it checks
+// nothing there; toEventsV1 takes both.
 func (s *EventSource) expectedType() runtime.Object {
 	if s.api == "v1" {
-		return &corev1.Event{}
+		return nil
 	}
 	return &eventsv1.Event{}
 }
@@ -316,7 +320,10 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		}
 		return held
 	}
-	uid := string(ob.ev.UID)
+	// A string of its own: dedup and the tracker keep it for the Event's
+	// lifetime, and the decoded Event's strings share one allocation with
+	// its note and names (EventDecoder).
+	uid := strings.Clone(string(ob.ev.UID))
 	if ob.deleted {
 		s.dedup.Forget(uid)
 		if s.opts.Tracker != nil {

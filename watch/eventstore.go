@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"strings"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -40,9 +41,21 @@ func (st *eventStore) remember(obj any) (string, bool) {
 	}
 	key := m.GetNamespace() + "/" + m.GetName()
 	st.mu.Lock()
-	st.known[key] = knownEvent{uid: m.GetUID(), rv: m.GetResourceVersion()}
+	st.known[key] = st.own(st.known[key], m)
 	st.mu.Unlock()
 	return key, true
+}
+
+// own returns m's UID and resourceVersion as strings of their own, reusing
+// prev's UID when it is the same. The decoded Event's strings share one
+// allocation with its note and names (EventDecoder); keeping them in the map
+// for the Event's lifetime would keep all of that.
+func (st *eventStore) own(prev knownEvent, m metav1.Object) knownEvent {
+	k := knownEvent{uid: prev.uid, rv: strings.Clone(m.GetResourceVersion())}
+	if uid := m.GetUID(); uid != prev.uid {
+		k.uid = types.UID(strings.Clone(string(uid)))
+	}
+	return k
 }
 
 func metaOf(obj any) (metav1.Object, error) {
@@ -88,9 +101,10 @@ func (st *eventStore) Replace(list []any, _ string) error {
 			continue
 		}
 		key := m.GetNamespace() + "/" + m.GetName()
-		k := knownEvent{uid: m.GetUID(), rv: m.GetResourceVersion()}
+		prev, had := st.known[key]
+		k := st.own(prev, m)
 		fresh[key] = k
-		if initial || st.known[key] != k {
+		if initial || !had || prev != k {
 			changed = append(changed, obj)
 		}
 	}

@@ -39,8 +39,10 @@ import (
 // occurrence:
 //
 //	events.k8s.io/v1 watch stream (protobuf or JSON, served in memory by a fake
-//	http.RoundTripper: no socket) → client-go's REST watch decoder →
-//	reflector → DeltaFIFO → informer store (slimEvent) → EventSource queue →
+//	http.RoundTripper: no socket) → client-go's REST watch decoder with the
+//	bridge's kube.Client codecs (watch.EventDecoder for protobuf Events) →
+//	reflector → its store (eventStore: UID and resourceVersion per Event) →
+//	EventSource queue →
 //	dedup / convert.FromEvent / checkpoint tracker → owner chain from a loaded
 //	ObjectCache → causality Engine.Observe → TraceSink and LogSink (the
 //	production sinks, batching and acks) → the production OTLP/gRPC exporters

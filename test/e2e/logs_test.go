@@ -176,13 +176,28 @@ func checkEventFields(t *testing.T, r rec, e *eventsv1.Event) {
 	checkResource(t, r)
 }
 
+// TestRolloutRecordsMatchAPIEvents runs for both Events APIs: each has its
+// own decoding path (the bridge's protobuf decoder turns core/v1 Events into
+// the events.k8s.io/v1 form).
 func TestRolloutRecordsMatchAPIEvents(t *testing.T) {
 	needCluster(t)
 	t.Parallel()
+	for _, api := range []string{"events.k8s.io/v1", "v1"} {
+		t.Run(strings.ReplaceAll(api, "/", "_"), func(t *testing.T) {
+			t.Parallel()
+			testRolloutRecordsMatchAPIEvents(t, api)
+		})
+	}
+}
+
+func testRolloutRecordsMatchAPIEvents(t *testing.T, api string) {
 	ctx := ctxFor(t, 3*time.Minute)
 	ns := shared.NewNamespace(t)
 	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
-	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns})
+	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--events-api", api}})
+	if err := b.waitLog(ctx, "api="+api); err != nil {
+		t.Fatalf("bridge does not say it watches %s: %v", api, err)
+	}
 
 	if err := scenarios.Rollout(ctx, shared.Client, ns); err != nil {
 		t.Fatal(err)
