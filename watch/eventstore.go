@@ -1,8 +1,8 @@
 package watch
 
 import (
-	"strings"
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 
