@@ -93,6 +93,10 @@ type pipeline[T any] struct {
 	shutdownErr  error
 
 	exported, batches, failed, rejected, consecutive atomic.Uint64
+
+	// Buffers of the worker goroutine (run, deliver), reused per batch.
+	batchBuf []queued[T]
+	itemsBuf []T
 }
 
 type queued[T any] struct {
@@ -291,8 +295,10 @@ func (p *pipeline[T]) run() {
 			p.mu.Lock()
 		}
 		n := min(len(p.queue), p.batchSize)
-		batch := make([]queued[T], n)
-		copy(batch, p.queue)
+		// The worker's own buffer: a batch is done with (acknowledged or
+		// abandoned) before the next one is cut.
+		batch := append(p.batchBuf[:0], p.queue[:n]...)
+		p.batchBuf = batch
 		// Shift instead of reslicing so the backing array does not grow
 		// without bound.
 		rest := copy(p.queue, p.queue[n:])
@@ -301,7 +307,10 @@ func (p *pipeline[T]) run() {
 		p.taken = batch[n-1].seq
 		p.mu.Unlock()
 
-		if !p.deliver(batch) {
+		ok := p.deliver(batch)
+		clear(batch) // keep no items alive until the next batch
+		clear(p.itemsBuf)
+		if !ok {
 			return // aborted by Shutdown
 		}
 	}
@@ -322,10 +331,13 @@ func (p *pipeline[T]) readyLocked() bool {
 // deliver exports batch, retrying until it is accepted. It returns false
 // when the pipeline was aborted before that.
 func (p *pipeline[T]) deliver(batch []queued[T]) bool {
-	items := make([]T, len(batch))
+	// Reused: when a batch is split, each half is delivered after the
+	// previous call stopped using the buffer.
+	items := p.itemsBuf[:0]
 	for i := range batch {
-		items[i] = batch[i].item
+		items = append(items, batch[i].item)
 	}
+	p.itemsBuf = items
 	var (
 		attempt    int
 		firstFail  time.Time
