@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	watchapi "k8s.io/apimachinery/pkg/watch"
@@ -320,10 +321,13 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		}
 		return held
 	}
-	// A string of its own: dedup and the tracker keep it for the Event's
-	// lifetime, and the decoded Event's strings share one allocation with
-	// its note and names (EventDecoder).
+	// A string of its own, put back into the Event so that everything below
+	// (dedup, the tracker) keys its maps with it: they keep it for the
+	// Event's lifetime, while the decoded Event's strings share one
+	// allocation with its note and names (EventDecoder). A Go map assignment
+	// replaces the stored key, so each update must bring the owned string.
 	uid := strings.Clone(string(ob.ev.UID))
+	ob.ev.UID = types.UID(uid)
 	if ob.deleted {
 		s.dedup.Forget(uid)
 		if s.opts.Tracker != nil {
