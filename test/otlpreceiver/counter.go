@@ -26,6 +26,7 @@ type Counter struct {
 
 	mu                                  sync.Mutex
 	logs, spans, requests, spanRequests int64
+	resentRequests, dupResent, dupFresh int64
 	byKey                               map[string]int32
 }
 
@@ -102,13 +103,22 @@ type CounterTotals struct {
 	LogRequests, SpanRequests int64
 	// Keys is the number of distinct keys seen.
 	Keys int
+	// ResentRequests are log requests every keyed record of which had been
+	// received before: an exporter's retry of a request whose first attempt
+	// arrived but whose answer did not (e.g. its deadline passed), which
+	// OTLP's at-least-once delivery allows. DuplicatesResent are the records
+	// they repeated; DuplicatesFresh are repeated records in requests that
+	// also carried new ones (an exporter sending the same record twice of
+	// its own accord).
+	ResentRequests, DuplicatesResent, DuplicatesFresh int64
 }
 
 // Totals returns the counts so far.
 func (c *Counter) Totals() CounterTotals {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return CounterTotals{Logs: c.logs, Spans: c.spans, LogRequests: c.requests, SpanRequests: c.spanRequests, Keys: len(c.byKey)}
+	return CounterTotals{Logs: c.logs, Spans: c.spans, LogRequests: c.requests, SpanRequests: c.spanRequests, Keys: len(c.byKey),
+		ResentRequests: c.resentRequests, DuplicatesResent: c.dupResent, DuplicatesFresh: c.dupFresh}
 }
 
 // Count is how many records carried key.
@@ -154,7 +164,21 @@ func (s counterLogs) Export(_ context.Context, req *collogspb.ExportLogsServiceR
 	c.mu.Lock()
 	c.requests++
 	c.logs += n
+	resent := len(keys) > 0
 	for _, k := range keys {
+		resent = resent && c.byKey[k] > 0
+	}
+	if resent {
+		c.resentRequests++
+	}
+	for _, k := range keys {
+		if c.byKey[k] > 0 {
+			if resent {
+				c.dupResent++
+			} else {
+				c.dupFresh++
+			}
+		}
 		c.byKey[k]++
 	}
 	c.mu.Unlock()
