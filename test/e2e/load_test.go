@@ -48,9 +48,9 @@ import (
 // on the bridge's --pprof; KOB_LOAD_HEAPPROFILE=FILE with it saves a heap
 // profile after the load), and E2E_BRIDGE_BIN tests another binary (e.g. a
 // `make build` release build). Extra flags for the bridge can be given in
-// KOB_LOAD_BRIDGE_ARGS (space-separated). The bridge gets GOMAXPROCS=1, as
-// the deploy manifests give it; KOB_LOAD_GOMAXPROCS=N changes that (0: the
-// runtime's default, one per CPU).
+// KOB_LOAD_BRIDGE_ARGS (space-separated). The bridge gets GOMAXPROCS=1 and
+// GOGC=50, as the deploy manifests give it; KOB_LOAD_GOMAXPROCS=N and
+// KOB_LOAD_GOGC=N change that (0: the runtime's default).
 func TestLoad(t *testing.T) {
 	if os.Getenv("KOB_LOAD") != "1" {
 		t.Skip("load test: set KOB_LOAD=1 (and -run TestLoad) to run it")
@@ -72,12 +72,17 @@ func TestLoad(t *testing.T) {
 	if cpuProfile != "" || memStats {
 		extra = append(extra, "--pprof")
 	}
-	// The bridge runs with GOMAXPROCS=1 as the deploy manifests set it
-	// (KOB_LOAD_GOMAXPROCS overrides; 0 = the Go runtime's default).
+	// The bridge runs with GOMAXPROCS=1 and GOGC=50 as the deploy
+	// manifests set them (KOB_LOAD_GOMAXPROCS and KOB_LOAD_GOGC override; 0
+	// = the Go runtime's default).
 	procs := loadEnvInt(t, "KOB_LOAD_GOMAXPROCS", 1)
+	gogc := loadEnvInt(t, "KOB_LOAD_GOGC", 50)
 	var env []string
 	if procs > 0 {
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", procs))
+	}
+	if gogc > 0 {
+		env = append(env, fmt.Sprintf("GOGC=%d", gogc))
 	}
 	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: extra, Env: env})
 	pid := b.cmd.Process.Pid
@@ -247,11 +252,13 @@ func TestLoad(t *testing.T) {
 	}
 
 	cpu := cpu1 - cpu0
-	gmp := "the Go runtime's default"
-	if procs > 0 {
-		gmp = strconv.Itoa(procs)
+	def := func(v int) string {
+		if v > 0 {
+			return strconv.Itoa(v)
+		}
+		return "the Go runtime's default"
 	}
-	t.Logf("machine: %d CPUs (%s), GOMAXPROCS of the bridge: %s", runtime.NumCPU(), loadCPUModel(), gmp)
+	t.Logf("machine: %d CPUs (%s), the bridge's GOMAXPROCS: %s, GOGC: %s", runtime.NumCPU(), loadCPUModel(), def(procs), def(gogc))
 	t.Logf("delivered: %d/%d events (%.2f%%), %d missing, %d duplicates; %d event spans", n-missing, n, 100*float64(n-missing)/float64(n), missing, dups, spans)
 	t.Logf("all delivered %s after the first create (generation took %s)", allIn.Round(time.Millisecond), genTook.Round(time.Millisecond))
 	t.Logf("lag creation → receipt: p50 %s, p90 %s, p99 %s, max %s", loadPct(lags, 50), loadPct(lags, 90), loadPct(lags, 99), loadPct(lags, 100))
@@ -274,8 +281,8 @@ func TestLoad(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("KOB_LOAD_RESULT gomaxprocs=%d events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f peak_rss_mib=%.1f missing=%d dups=%d",
-		procs, n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000, float64(hwm)/1024, missing, dups)
+	t.Logf("KOB_LOAD_RESULT gomaxprocs=%d gogc=%d events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f peak_rss_mib=%.1f missing=%d dups=%d",
+		procs, gogc, n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000, float64(hwm)/1024, missing, dups)
 	if missing > 0 || dups > 0 {
 		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
 	}
