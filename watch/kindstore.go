@@ -38,9 +38,12 @@ func (s *kindStore) Delete(obj any) error {
 func (s *kindStore) Replace(list []any, _ string) error {
 	listed := uidSet{u: make(map[uuid]struct{}, len(list))}
 	for _, obj := range list {
-		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		switch m := obj.(type) {
+		case *metav1.PartialObjectMetadata: // a list's item
 			listed.add(string(m.UID))
 			s.c.observe(s.k, obj)
+		case *listedStub: // a watch-list's: observed as it was streamed (Transformer)
+			listed.add(string(m.uid))
 		}
 	}
 	if s.synced.Load() {

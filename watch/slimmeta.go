@@ -2,6 +2,9 @@ package watch
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -9,44 +12,52 @@ import (
 // syncs by watch-list (sendInitialEvents, the default with client-go ≥ 1.35
 // and an API server with WatchList) keeps every streamed object in a
 // temporary store until the initial-events-end bookmark and only then calls
-// Replace. It applies this transform as each object arrives, so that store
-// holds slim objects instead of whole decoded metadata (labels, annotations,
-// managed fields): at 100,000 pods, hundreds of MiB at the start-up's peak
-// (BenchmarkObjectCacheStartup).
-func (s *kindStore) Transformer() cache.TransformFunc { return slimMetadata }
-
-// slimMetadata keeps of a PartialObjectMetadata what the object cache reads
-// (observe, Replace) and what the reflector's stores key on: name,
-// namespace, UID, generation, the traceparent annotations and the owner
-// references' identity. Other objects pass unchanged.
-func slimMetadata(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	out := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion, Generation: m.Generation,
-		DeletionTimestamp: m.DeletionTimestamp,
-	}}
-	for _, key := range []string{TraceparentAnnotation, "traceparent"} {
-		if v, ok := m.Annotations[key]; ok {
-			if out.Annotations == nil {
-				out.Annotations = map[string]string{}
-			}
-			out.Annotations[key] = v
+// Replace. It applies this transform as each object arrives. The transform
+// puts the object into the slim cache right away and leaves only a
+// listedStub (namespace, name, UID) in the temporary store, so the start-up
+// peak is the cache plus a few dozen bytes per object, not every object's
+// decoded metadata at once (BenchmarkObjectCacheStartup). Replace then only
+// needs the listed UIDs.
+func (s *kindStore) Transformer() cache.TransformFunc {
+	return func(obj any) (any, error) {
+		m, ok := obj.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return obj, nil
 		}
+		s.c.observe(s.k, m)
+		return &listedStub{namespace: m.Namespace, name: m.Name, uid: m.UID}, nil
 	}
-	if len(m.OwnerReferences) > 0 {
-		out.OwnerReferences = make([]metav1.OwnerReference, len(m.OwnerReferences))
-		for i, r := range m.OwnerReferences {
-			out.OwnerReferences[i] = metav1.OwnerReference{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: r.UID}
-			if r.Controller != nil && *r.Controller {
-				out.OwnerReferences[i].Controller = &slimController
-			}
-		}
-	}
-	return out, nil
 }
 
-// slimController is the shared value of slimmed controller references.
-var slimController = true
+// listedStub is what the watch-list's temporary store keeps of an object
+// already in the cache: enough for its key (namespace/name) and for Replace
+// (the UID). The getters a store may call (key, resourceVersion for its
+// metrics, indexers' usual inputs) answer; the embedded nil metav1.Object
+// only completes the interface: its setters are never called on a store's
+// items.
+type listedStub struct {
+	metav1.Object
+	namespace, name string
+	uid             types.UID
+}
+
+func (l *listedStub) GetNamespace() string { return l.namespace }
+func (l *listedStub) GetName() string      { return l.name }
+func (l *listedStub) GetUID() types.UID    { return l.uid }
+
+func (l *listedStub) GetResourceVersion() string                    { return "" }
+func (l *listedStub) GetGeneration() int64                          { return 0 }
+func (l *listedStub) GetLabels() map[string]string                  { return nil }
+func (l *listedStub) GetAnnotations() map[string]string             { return nil }
+func (l *listedStub) GetOwnerReferences() []metav1.OwnerReference   { return nil }
+func (l *listedStub) GetDeletionTimestamp() *metav1.Time            { return nil }
+func (l *listedStub) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
+func (l *listedStub) GetFinalizers() []string                       { return nil }
+func (l *listedStub) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
+
+// GetObjectKind and DeepCopyObject make it a runtime.Object.
+func (l *listedStub) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (l *listedStub) DeepCopyObject() runtime.Object {
+	c := *l
+	return &c
+}

@@ -11,59 +11,69 @@ import (
 // The reflector finds the transform (it type-asserts its store).
 var _ cache.TransformingStore = (*kindStore)(nil)
 
-// TestSlimMetadata: the cache keeps the same Object for a slimmed object as
-// for the whole one, and the slimmed object holds nothing else.
-func TestSlimMetadata(t *testing.T) {
+// TestWatchListTransformer: objects streamed by a watch-list go into the
+// cache as they arrive (the same Objects as through Add), the temporary store
+// keys the stubs like the objects, and Replace with the stubs keeps the
+// listed objects and marks the others deleted.
+func TestWatchListTransformer(t *testing.T) {
 	dep := partial("Deployment", "demo", "web", "dep-uid")
 	dep.Annotations[TraceparentAnnotation] = testTraceparent
-	dep.Annotations["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	rs := partial("ReplicaSet", "demo", "web-5d", "rs-uid",
 		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "dep-uid"})
 	pod := partial("Pod", "demo", "web-5d-x", "pod-uid",
-		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"},
-		metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: "n1", UID: "node-uid"})
-	f := false
-	pod.OwnerReferences[1].Controller = &f
-	node := partial("Node", "", "worker-1", "node-uid")
+		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"})
+	gone := partial("Pod", "demo", "web-5d-gone", "gone-uid",
+		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"})
 
-	whole, err := NewObjectCache(CacheOptions{})
-	if err != nil {
-		t.Fatal(err)
+	viaAdd := newTestCache(t, CacheOptions{})
+	streamed := newTestCache(t, CacheOptions{})
+	for _, m := range []*metav1.PartialObjectMetadata{dep, rs, pod, gone} {
+		viaAdd.observe(kindOf(t, m.Kind), m)
 	}
-	slim, _ := NewObjectCache(CacheOptions{})
-	for _, m := range []*metav1.PartialObjectMetadata{node, dep, rs, pod} {
-		k := kindOf(t, m.Kind)
-		s, err := slimMetadata(m)
+	// A previous sync knew gone-uid too; the new watch-list does not list it.
+	podStore := &kindStore{c: streamed, k: kindOf(t, "Pod")}
+	podStore.synced.Store(true)
+	streamed.observe(kindOf(t, "Pod"), gone)
+
+	var podStubs []any
+	for _, m := range []*metav1.PartialObjectMetadata{dep, rs, pod} {
+		ks := &kindStore{c: streamed, k: kindOf(t, m.Kind)}
+		out, err := ks.Transformer()(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sm := s.(*metav1.PartialObjectMetadata)
-		if sm.Labels != nil || sm.ManagedFields != nil || sm.Finalizers != nil {
-			t.Errorf("%s: slimmed object keeps %+v", m.Name, sm.ObjectMeta)
+		stub, ok := out.(*listedStub)
+		if !ok {
+			t.Fatalf("%s: transformed into %T", m.Name, out)
 		}
-		if len(sm.Annotations) > 2 {
-			t.Errorf("%s: slimmed annotations %v", m.Name, sm.Annotations)
-		}
-		key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(sm)
+		key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(stub)
 		if want, _ := cache.MetaNamespaceKeyFunc(m); err != nil || key != want {
 			t.Errorf("%s: store key %q (%v), want %q", m.Name, key, err, want)
 		}
-		whole.observe(k, m)
-		slim.observe(k, sm)
-	}
-	for _, uid := range []string{"node-uid", "dep-uid", "rs-uid", "pod-uid"} {
-		a, _ := whole.Get(uid)
-		b, _ := slim.Get(uid)
-		if !reflect.DeepEqual(a, b) {
-			t.Errorf("%s: cached %+v from the slimmed object, %+v from the whole one", uid, b, a)
+		if m.Kind == "Pod" {
+			podStubs = append(podStubs, stub)
 		}
 	}
-	if o, _ := slim.Get("dep-uid"); o.Traceparent != testTraceparent {
-		t.Errorf("traceparent %q", o.Traceparent)
+	// Streamed objects are in the cache before the bookmark, as through Add.
+	for _, uid := range []string{"dep-uid", "rs-uid", "pod-uid"} {
+		a, _ := viaAdd.Get(uid)
+		b, ok := streamed.Get(uid)
+		if !ok || !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: cached %+v from the stream, %+v through Add", uid, b, a)
+		}
+	}
+	if err := podStore.Replace(podStubs, "9"); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := streamed.Get("pod-uid"); !ok || !o.Deleted.IsZero() {
+		t.Errorf("listed pod: %+v, %v", o, ok)
+	}
+	if o, ok := streamed.Get("gone-uid"); !ok || o.Deleted.IsZero() {
+		t.Errorf("unlisted pod not marked deleted: %+v, %v", o, ok)
 	}
 	// Anything else passes unchanged.
-	if v, _ := slimMetadata("x"); v != "x" {
-		t.Errorf("slimMetadata(x) = %v", v)
+	if v, _ := podStore.Transformer()("x"); v != "x" {
+		t.Errorf("Transformer(x) = %v", v)
 	}
 }
 
