@@ -49,9 +49,14 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## fuzz: run each fuzz target briefly
+## fuzz: run each fuzz target briefly (FUZZTIME each)
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzFromEvent -fuzztime 30s ./convert/
+	$(GO) test -run '^$$' -fuzz '^FuzzFromEvent$$' -fuzztime $(FUZZTIME) ./convert/
+	$(GO) test -run '^$$' -fuzz '^FuzzEventProto$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRecording$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./causality/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./exporter/otlp/
 
 ## cluster-bins: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and kubectl from their Go modules
 cluster-bins: $(CLUSTER_BINS)
