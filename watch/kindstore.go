@@ -108,6 +108,9 @@ func (c *ObjectCache) listWatch(client metadata.Interface, k watchedKind, ns, wh
 				c.watchError(what, err)
 				return nil, err
 			}
+			for i := range l.Items {
+				slimListed(&l.Items[i].ObjectMeta)
+			}
 			return l, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
