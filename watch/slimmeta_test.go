@@ -87,3 +87,42 @@ func kindOf(t *testing.T, kind string) watchedKind {
 	t.Fatalf("not watched: %s", kind)
 	return watchedKind{}
 }
+
+// TestSlimListed: a listed object slimmed in place gives the cache the same
+// Object as the whole one, and keeps nothing the cache does not read.
+func TestSlimListed(t *testing.T) {
+	dep := partial("Deployment", "demo", "web", "dep-uid")
+	dep.Annotations[TraceparentAnnotation] = testTraceparent
+	dep.ResourceVersion = "42"
+	pod := partial("Pod", "demo", "web-5d-x", "pod-uid",
+		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"})
+	now := metav1.Now()
+	pod.DeletionTimestamp = &now
+	pod.Finalizers = []string{"x"}
+	pod.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+
+	whole := newTestCache(t, CacheOptions{})
+	slim := newTestCache(t, CacheOptions{})
+	for _, m := range []*metav1.PartialObjectMetadata{dep, pod} {
+		cp := m.DeepCopy()
+		slimListed(&cp.ObjectMeta)
+		if cp.Labels != nil || cp.ManagedFields != nil || cp.Finalizers != nil || len(cp.Annotations) > 1 {
+			t.Errorf("%s: slimmed metadata keeps %+v", m.Name, cp.ObjectMeta)
+		}
+		if cp.ResourceVersion != m.ResourceVersion {
+			t.Errorf("%s: resourceVersion %q, want %q", m.Name, cp.ResourceVersion, m.ResourceVersion)
+		}
+		whole.observe(kindOf(t, m.Kind), m)
+		slim.observe(kindOf(t, m.Kind), cp)
+	}
+	for _, uid := range []string{"dep-uid", "pod-uid"} {
+		a, _ := whole.Get(uid)
+		b, _ := slim.Get(uid)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: cached %+v from the slimmed object, %+v from the whole one", uid, b, a)
+		}
+	}
+	if o, _ := slim.Get("dep-uid"); o.Traceparent != testTraceparent {
+		t.Errorf("traceparent %q", o.Traceparent)
+	}
+}
