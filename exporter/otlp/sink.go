@@ -62,7 +62,14 @@ func NewLogSink(exp Exporter, res *resource.Resource, cfg Config, logger *slog.L
 // export encodes and sends one batch (called by the pipeline's worker only,
 // so the encoder's buffer is not shared).
 func (s *LogSink) export(ctx context.Context, batch []logEntry) error {
-	return exportSplit(ctx, s.exp, batch, s.enc.encode)
+	err := exportSplit(ctx, s.exp, batch, s.enc.encode)
+	if err != nil {
+		// A failed call may leave gRPC's transport holding the request
+		// for a moment (a timed-out stream's queued data): encode the
+		// retry into a new buffer rather than over it.
+		s.enc.buf = nil
+	}
+	return err
 }
 
 // Emit queues rec for export and arranges for ack (may be nil) to be called

@@ -51,7 +51,11 @@ func NewTraceSink(exp Exporter, base *resource.Resource, cfg Config, logger *slo
 
 // export encodes and sends one batch (called by the pipeline's worker only).
 func (s *TraceSink) export(ctx context.Context, batch []causality.Span) error {
-	return exportSplit(ctx, s.exp, batch, s.enc.encode)
+	err := exportSplit(ctx, s.exp, batch, s.enc.encode)
+	if err != nil {
+		s.enc.buf = nil // as LogSink.export
+	}
+	return err
 }
 
 // Emit queues span for export and arranges for ack (may be nil) to be called
