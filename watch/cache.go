@@ -465,6 +465,22 @@ func (c *ObjectCache) Get(uid string) (*Object, bool) {
 	return c.objectLocked(e, uid, ""), true
 }
 
+// Root returns what the causality engine needs of an episode's root object
+// (its generation and traceparent annotation) without building an Object:
+// it is looked up once per occurrence.
+func (c *ObjectCache) Root(uid string) (generation int64, traceparent string, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.findLocked(uid)
+	if e == nil {
+		return 0, "", false
+	}
+	if e.ext != nil {
+		traceparent = e.ext.traceparent
+	}
+	return e.generation, traceparent, true
+}
+
 // Len is the number of objects and tombstones held.
 func (c *ObjectCache) Len() int {
 	c.mu.RLock()

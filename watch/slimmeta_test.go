@@ -126,3 +126,26 @@ func TestSlimListed(t *testing.T) {
 		t.Errorf("traceparent %q", o.Traceparent)
 	}
 }
+
+// TestRootMatchesGet: Root answers what Get's Object says.
+func TestRootMatchesGet(t *testing.T) {
+	c := newTestCache(t, CacheOptions{})
+	dep := partial("Deployment", "demo", "web", "0b6c2d1e-8a51-4c1d-9d7e-0f6b2a1c3d4e")
+	dep.Annotations[TraceparentAnnotation] = testTraceparent
+	dep.Generation = 7
+	pod := partial("Pod", "demo", "web-x", "pod-uid")
+	for _, m := range []*metav1.PartialObjectMetadata{dep, pod} {
+		c.observe(kindOf(t, m.Kind), m)
+		o, _ := c.Get(string(m.UID))
+		gen, tp, ok := c.Root(string(m.UID))
+		if !ok || gen != o.Generation || tp != o.Traceparent {
+			t.Errorf("%s: Root = %d, %q, %v; Get: %d, %q", m.Name, gen, tp, ok, o.Generation, o.Traceparent)
+		}
+	}
+	if gen, _, _ := c.Root(string(dep.UID)); gen != 7 {
+		t.Errorf("generation %d, want 7", gen)
+	}
+	if _, _, ok := c.Root("unknown"); ok {
+		t.Error("Root of an unknown UID")
+	}
+}

@@ -38,8 +38,8 @@ type sideSink interface {
 func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error {
 	in := causality.Input{Occ: o, Now: o.Observed}
 	if n := len(o.Chain); n > 0 && o.Chain[n-1].UID != "" {
-		if root, ok := p.objects.Get(o.Chain[n-1].UID); ok {
-			in.RootGeneration, in.RootTraceparent = root.Generation, root.Traceparent
+		if gen, tp, ok := p.objects.Root(o.Chain[n-1].UID); ok {
+			in.RootGeneration, in.RootTraceparent = gen, tp
 		}
 	}
 	p.mu.Lock()
