@@ -75,8 +75,8 @@ func TestLoad(t *testing.T) {
 	// The bridge runs with GOMAXPROCS=1 and GOGC=50 as the deploy
 	// manifests set them (KOB_LOAD_GOMAXPROCS and KOB_LOAD_GOGC override; 0
 	// = the Go runtime's default).
-	procs := loadEnvInt(t, "KOB_LOAD_GOMAXPROCS", 1)
-	gogc := loadEnvInt(t, "KOB_LOAD_GOGC", 50)
+	procs := loadEnvIntMin(t, "KOB_LOAD_GOMAXPROCS", 1, 0)
+	gogc := loadEnvIntMin(t, "KOB_LOAD_GOGC", 50, 0)
 	var env []string
 	if procs > 0 {
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", procs))
@@ -309,13 +309,19 @@ func loadMS(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 
 func loadEnvInt(t *testing.T, key string, def int) int {
 	t.Helper()
+	return loadEnvIntMin(t, key, def, 1)
+}
+
+// loadEnvIntMin is the integer in $key (def when unset), at least min.
+func loadEnvIntMin(t *testing.T, key string, def, min int) int {
+	t.Helper()
 	v := os.Getenv(key)
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive number", key, v)
+	if err != nil || n < min {
+		t.Fatalf("%s=%q: want a number of at least %d", key, v, min)
 	}
 	return n
 }
