@@ -328,7 +328,13 @@ func (b *bridge) metricsAddr(ctx context.Context) string {
 
 // httpGet returns the status and body of http://addr/path.
 func httpGet(ctx context.Context, addr, path string) (int, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	return httpGetTimeout(ctx, addr, path, 5*time.Second)
+}
+
+// httpGetTimeout returns the status and body of http://addr/path, waiting
+// at most d (httpGet: 5s; a CPU profile takes longer).
+func httpGetTimeout(ctx context.Context, addr, path string, d time.Duration) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {

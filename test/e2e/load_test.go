@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -286,23 +285,6 @@ func TestLoad(t *testing.T) {
 	if missing > 0 || dups > 0 {
 		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
 	}
-}
-
-// httpGetTimeout is httpGet with a longer deadline (a CPU profile).
-func httpGetTimeout(ctx context.Context, addr, path string, d time.Duration) (int, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
 }
 
 func loadMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
