@@ -54,6 +54,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEvent$$' -fuzztime $(FUZZTIME) ./convert/
 	$(GO) test -run '^$$' -fuzz '^FuzzEventProto$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzWatchEventProto$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRecording$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./causality/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./exporter/otlp/

@@ -59,16 +59,25 @@ func (s *EventProtoSerializer) Decode(data []byte, defaults *schema.GroupVersion
 }
 
 // WithEventProtoDecoding returns ns with the Serializer of its protobuf
-// media type wrapped in an EventProtoSerializer (the stream serializer,
-// which reads the watch's metav1.WatchEvent frames, is kept): give it as
+// media type wrapped in an EventProtoSerializer and its stream serializer
+// (which reads the watch's metav1.WatchEvent frames) in a
+// WatchEventProtoSerializer: give it as
 // rest.Config.NegotiatedSerializer to rest.RESTClientFor, and every watch
 // and get of Events through that client decodes them with an EventDecoder.
 // ns is typically a CodecFactory's WithoutConversion().
 func WithEventProtoDecoding(ns runtime.NegotiatedSerializer, coreV1 bool) runtime.NegotiatedSerializer {
 	infos := append([]runtime.SerializerInfo(nil), ns.SupportedMediaTypes()...)
 	for i := range infos {
-		if infos[i].MediaType == runtime.ContentTypeProtobuf && infos[i].Serializer != nil {
+		if infos[i].MediaType != runtime.ContentTypeProtobuf {
+			continue
+		}
+		if infos[i].Serializer != nil {
 			infos[i].Serializer = NewEventProtoSerializer(infos[i].Serializer, coreV1)
+		}
+		if ss := infos[i].StreamSerializer; ss != nil && ss.Serializer != nil {
+			wrapped := *ss
+			wrapped.Serializer = NewWatchEventProtoSerializer(ss.Serializer, coreV1)
+			infos[i].StreamSerializer = &wrapped
 		}
 	}
 	return eventProtoNegotiated{NegotiatedSerializer: ns, infos: infos}
