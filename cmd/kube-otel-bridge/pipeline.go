@@ -23,6 +23,7 @@ type pipeline struct {
 	emitLog  func(ctx context.Context, o *convert.Occurrence, ack func()) error
 	// side are the alert sinks (DingTalk, Kafka); each filters for itself.
 	side []sideSink
+	acks sync.Pool // of *ackJoin
 }
 
 // sideSink is an alert output that takes occurrences with their trace IDs.
@@ -47,19 +48,13 @@ func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error 
 	p.mu.Unlock()
 	o.TraceID, o.SpanID = res.TraceID, res.SpanID
 
-	done := watch.DoneFromContext(ctx)
-	var left atomic.Int32
-	left.Store(1) // held until every output has been handed the occurrence
-	ack := func() {
-		if left.Add(-1) == 0 {
-			done()
-		}
-	}
+	join := p.join(watch.DoneFromContext(ctx)) // held until every output has been handed the occurrence
+	ack := join.ack
 	for i := range res.Spans {
 		s := res.Spans[i]
 		a := noAck
 		if s.Kind == causality.KindEvent && s.SpanID == res.SpanID {
-			left.Add(1)
+			join.left.Add(1)
 			a = ack
 		}
 		if p.emitSpan != nil {
@@ -71,13 +66,13 @@ func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error 
 		}
 	}
 	for _, s := range p.side {
-		left.Add(1)
+		join.left.Add(1)
 		if err := s.Emit(ctx, o, ack); err != nil {
 			return err
 		}
 	}
 	if p.emitLog != nil {
-		left.Add(1)
+		join.left.Add(1)
 		if err := p.emitLog(ctx, o, ack); err != nil {
 			return err
 		}
@@ -87,6 +82,40 @@ func (p *pipeline) occurrence(ctx context.Context, o *convert.Occurrence) error 
 }
 
 func noAck() {}
+
+// ackJoin runs done once every output it was handed to has acked. Joins
+// are pooled because there is one per occurrence: a closure over a counter
+// was two allocations each. Each ack runs exactly once per left.Add(1) (the
+// sinks' contract), on any goroutine; the last one returns the join.
+type ackJoin struct {
+	left atomic.Int32
+	done func()
+	ack  func() // release, bound once: handing it out does not allocate
+	pool *sync.Pool
+}
+
+// join takes a join from the pool holding one count (the caller's: it
+// acks after handing the occurrence to every output).
+func (p *pipeline) join(done func()) *ackJoin {
+	j, _ := p.acks.Get().(*ackJoin)
+	if j == nil {
+		j = &ackJoin{pool: &p.acks}
+		j.ack = j.release
+	}
+	j.done = done
+	j.left.Store(1)
+	return j
+}
+
+func (j *ackJoin) release() {
+	if j.left.Add(-1) != 0 {
+		return
+	}
+	done := j.done
+	j.done = nil
+	j.pool.Put(j) // from here on another occurrence may hold j
+	done()
+}
 
 func (p *pipeline) spans(ctx context.Context, spans []causality.Span) error {
 	if p.emitSpan == nil {
