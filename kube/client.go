@@ -15,6 +15,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -39,15 +40,40 @@ type Client struct {
 	// Metadata reads objects as metadata only (the object cache).
 	Metadata metadata.Interface
 
-	core, events, coordination *rest.RESTClient
-	params                     runtime.ParameterCodec
+	core, coreEvents, events, coordination *rest.RESTClient
+	params                                 runtime.ParameterCodec
 }
 
-// New returns a client for cfg. The REST clients share one HTTP client (one
-// connection to the API server) and, like client-go's clientset, one rate
-// limiter (cfg.QPS and cfg.Burst); the metadata client has its own limiter,
-// as with metadata.NewForConfig.
-func New(cfg *rest.Config) (*Client, error) {
+// Options are the client's tunables.
+type Options struct {
+	// EventsReadDelay, when positive, gives the Events API clients their
+	// own connection whose reads are coalesced: after a read that emptied
+	// the socket, the next waits until EventsReadDelay has passed (see
+	// coalescingConn). It bounds the wake-ups per second the Events watch
+	// causes, for at most that much more delivery lag.
+	EventsReadDelay time.Duration
+}
+
+// Validate reports options that cannot work.
+func (o Options) Validate() error {
+	if o.EventsReadDelay < 0 || o.EventsReadDelay > time.Second {
+		return fmt.Errorf("events read delay %s: want 0 (off) to 1s", o.EventsReadDelay)
+	}
+	return nil
+}
+
+// New returns a client for cfg with the default Options.
+func New(cfg *rest.Config) (*Client, error) { return NewWithOptions(cfg, Options{}) }
+
+// NewWithOptions returns a client for cfg. The REST clients share one HTTP
+// client (one connection to the API server; with o.EventsReadDelay, the
+// Events clients have a second one) and, like client-go's clientset, one
+// rate limiter (cfg.QPS and cfg.Burst); the metadata client has its own
+// limiter, as with metadata.NewForConfig.
+func NewWithOptions(cfg *rest.Config, o Options) (*Client, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
 	scheme, err := newScheme()
 	if err != nil {
 		return nil, err
@@ -71,16 +97,26 @@ func New(cfg *rest.Config) (*Client, error) {
 		}
 		typed.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(typed.QPS, typed.Burst)
 	}
+	eventsHTTP := httpClient
+	if o.EventsReadDelay > 0 && base.Transport == nil {
+		ec := rest.CopyConfig(base)
+		ec.Dial = coalescingDial(base.Dial, o.EventsReadDelay)
+		if eventsHTTP, err = rest.HTTPClientFor(ec); err != nil {
+			return nil, fmt.Errorf("kubernetes client for Events: %w", err)
+		}
+	}
 	codecs := serializer.NewCodecFactory(scheme).WithoutConversion()
 	c := &Client{Config: base, Metadata: md, params: runtime.NewParameterCodec(scheme)}
 	for _, r := range []struct {
 		client  **rest.RESTClient
 		gv      schema.GroupVersion
 		apiPath string
+		http    *http.Client
 	}{
-		{&c.core, corev1.SchemeGroupVersion, "/api"},
-		{&c.events, eventsv1.SchemeGroupVersion, "/apis"},
-		{&c.coordination, coordinationv1.SchemeGroupVersion, "/apis"},
+		{&c.core, corev1.SchemeGroupVersion, "/api", httpClient},
+		{&c.coreEvents, corev1.SchemeGroupVersion, "/api", eventsHTTP},
+		{&c.events, eventsv1.SchemeGroupVersion, "/apis", eventsHTTP},
+		{&c.coordination, coordinationv1.SchemeGroupVersion, "/apis", httpClient},
 	} {
 		rc := rest.CopyConfig(typed)
 		gv := r.gv
@@ -88,7 +124,7 @@ func New(cfg *rest.Config) (*Client, error) {
 		// own protobuf decoder: only the fields it uses, 2 allocations
 		// instead of ~25. Everything else goes through the scheme's codecs.
 		rc.GroupVersion, rc.APIPath, rc.NegotiatedSerializer = &gv, r.apiPath, kobwatch.WithEventProtoDecoding(codecs, gv == corev1.SchemeGroupVersion)
-		*r.client, err = rest.RESTClientForConfigAndClient(rc, httpClient)
+		*r.client, err = rest.RESTClientForConfigAndClient(rc, r.http)
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes client for %s: %w", gv, err)
 		}
@@ -137,7 +173,7 @@ func (c *Client) ServesGroupVersion(ctx context.Context, groupVersion string) er
 func (c *Client) eventsClient(api string) (*rest.RESTClient, runtime.Object, error) {
 	switch api {
 	case CoreV1:
-		return c.core, &corev1.EventList{}, nil
+		return c.coreEvents, &corev1.EventList{}, nil
 	case EventsV1:
 		return c.events, &eventsv1.EventList{}, nil
 	}

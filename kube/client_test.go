@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -202,5 +203,54 @@ func TestClientPrefersProtobuf(t *testing.T) {
 	}
 	if got := f.last(t).accept; got != "application/vnd.kubernetes.protobuf,application/json" {
 		t.Errorf("Accept %q, want protobuf first", got)
+	}
+}
+
+// With EventsReadDelay the Events API clients (both APIs) have their own
+// connection (coalescing its reads); everything else shares the other one.
+func TestClientEventsConnection(t *testing.T) {
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
+		var mu sync.Mutex
+		remote := map[string]string{} // path → the client's address
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			remote[r.URL.Path] = r.RemoteAddr
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/apis/"):
+				_ = json.NewEncoder(w).Encode(eventsv1.EventList{TypeMeta: metav1.TypeMeta{Kind: "EventList", APIVersion: "events.k8s.io/v1"}})
+			case strings.HasSuffix(r.URL.Path, "/events"):
+				_ = json.NewEncoder(w).Encode(corev1.EventList{TypeMeta: metav1.TypeMeta{Kind: "EventList", APIVersion: "v1"}})
+			default:
+				_ = json.NewEncoder(w).Encode(corev1.Namespace{TypeMeta: metav1.TypeMeta{Kind: "Namespace", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}})
+			}
+		}))
+		cfg := &rest.Config{Host: srv.URL}
+		cfg.ContentType = "application/json"
+		c, err := NewWithOptions(cfg, Options{EventsReadDelay: delay})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if _, err := c.GetNamespace(ctx, "kube-system"); err != nil {
+			t.Fatal(err)
+		}
+		for _, api := range []string{EventsV1, CoreV1} {
+			if _, err := c.ListEvents(ctx, api, "", metav1.ListOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv.Close()
+		ns, ev, core := remote["/api/v1/namespaces/kube-system"], remote["/apis/events.k8s.io/v1/events"], remote["/api/v1/events"]
+		if ev != core {
+			t.Errorf("delay %s: the two Events APIs came from %s and %s, want one connection", delay, ev, core)
+		}
+		if separate := ns != ev; separate != (delay > 0) {
+			t.Errorf("delay %s: namespace GET from %s, Events from %s: separate connections %v, want %v", delay, ns, ev, separate, delay > 0)
+		}
+	}
+	if _, err := NewWithOptions(&rest.Config{Host: "http://x"}, Options{EventsReadDelay: -time.Second}); err == nil {
+		t.Error("a negative EventsReadDelay was accepted")
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // loadKube finds the cluster: --kubeconfig, else in-cluster, else $KUBECONFIG,
 // else ~/.kube/config.
-func loadKube(kubeconfig string, qps float32, burst int) (*kube.Client, error) {
+func loadKube(kubeconfig string, qps float32, burst int, ko kube.Options) (*kube.Client, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -28,7 +28,7 @@ func loadKube(kubeconfig string, qps float32, burst int) (*kube.Client, error) {
 	}
 	cfg.QPS, cfg.Burst = qps, burst
 	cfg.UserAgent = "kube-otel-bridge/" + version
-	return kube.New(cfg)
+	return kube.NewWithOptions(cfg, ko)
 }
 
 // clusterUID is the UID of the kube-system namespace, the customary stable

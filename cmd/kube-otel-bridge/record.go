@@ -12,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/kube"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
 
@@ -40,7 +41,7 @@ func recordCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	kc, err := loadKube(*kubeconfig, 20, 40)
+	kc, err := loadKube(*kubeconfig, 20, 40, kube.Options{})
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ type runOptions struct {
 	logFormat          string
 	kubeQPS            float64
 	kubeBurst          int
+	eventsReadDelay    time.Duration
 	otlp               otlp.Config
 	episodes           causality.Config
 	noTraces           bool
@@ -100,6 +101,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "json", "json or text")
 	fs.Float64Var(&o.kubeQPS, "kube-api-qps", 20, "API server request rate limit (lists and watches only; there is no GET per event)")
 	fs.IntVar(&o.kubeBurst, "kube-api-burst", 40, "API server request burst")
+	fs.DurationVar(&o.eventsReadDelay, "events-read-delay", 50*time.Millisecond, "coalesce the Events watch's reads: after a read that emptied the socket, wait this long before the next (fewer wake-ups per event, up to this much more lag; 0: off, at most 1s)")
 	fs.StringVar(&o.otlp.Endpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port (default $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)")
 	fs.BoolVar(&o.otlp.Insecure, "otlp-insecure", false, "plaintext gRPC to the collector (default: TLS)")
 	fs.StringVar(&o.otlp.CAFile, "otlp-ca-file", "", "CA bundle that signs the collector's certificate")
@@ -133,6 +135,9 @@ func (o *runOptions) validate() error {
 	}
 	if err := o.otlp.Validate(); err != nil {
 		return otlpFlagNames.Replace(err.Error())
+	}
+	if err := (kube.Options{EventsReadDelay: o.eventsReadDelay}).Validate(); err != nil {
+		return fmt.Errorf("--events-read-delay: %w", err)
 	}
 	if o.maxMessageBytes <= 0 {
 		return fmt.Errorf("--max-message-bytes must be positive, got %d", o.maxMessageBytes)
@@ -199,7 +204,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if l := applyMemoryLimit(memLimit, os.Getenv("GOMEMLIMIT")); l != math.MaxInt64 {
 		log.Debug("Go memory limit", "bytes", l)
 	}
-	kc, err := loadKube(o.kubeconfig, float32(o.kubeQPS), o.kubeBurst)
+	kc, err := loadKube(o.kubeconfig, float32(o.kubeQPS), o.kubeBurst, kube.Options{EventsReadDelay: o.eventsReadDelay})
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,9 @@ import (
 // `make build` release build). Extra flags for the bridge can be given in
 // KOB_LOAD_BRIDGE_ARGS (space-separated). The bridge gets GOMAXPROCS=1 and
 // GOGC=50, as the deploy manifests give it; KOB_LOAD_GOMAXPROCS=N and
-// KOB_LOAD_GOGC=N change that (0: the runtime's default).
+// KOB_LOAD_GOGC=N change that (0: the runtime's default). KOB_LOAD_ENV adds
+// environment variables for the bridge (space-separated NAME=VALUE, e.g.
+// DISABLE_HTTP2=1, which client-go's transport honours).
 func TestLoad(t *testing.T) {
 	if os.Getenv("KOB_LOAD") != "1" {
 		t.Skip("load test: set KOB_LOAD=1 (and -run TestLoad) to run it")
@@ -82,6 +84,12 @@ func TestLoad(t *testing.T) {
 	}
 	if gogc > 0 {
 		env = append(env, fmt.Sprintf("GOGC=%d", gogc))
+	}
+	for _, kv := range strings.Fields(os.Getenv("KOB_LOAD_ENV")) {
+		if !strings.Contains(kv, "=") {
+			t.Fatalf("KOB_LOAD_ENV: %q is not NAME=VALUE", kv)
+		}
+		env = append(env, kv)
 	}
 	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: extra, Env: env})
 	pid := b.cmd.Process.Pid

@@ -232,6 +232,9 @@ Arguments of shard $shard: (dict "root" $ "shard" $i).
 {{- with $v.kubeAPI.burst }}
 - --kube-api-burst={{ int64 . }}
 {{- end }}
+{{- with $v.kubeAPI.eventsReadDelay }}
+- --events-read-delay={{ . }}
+{{- end }}
 {{- with $v.serviceName }}
 - --service-name={{ . }}
 {{- end }}
