@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,6 +98,12 @@ type ObjectCache struct {
 	kindIdx map[kindAV]uint8
 	nss     []string
 	nsIdx   map[string]uint32
+	// uidStrs holds the UID string of canonical entries that may own
+	// others (every kind but Pod): owner chains hand out owners' UIDs per
+	// occurrence, and formatting them from the compact uuid each time
+	// would allocate per link. Pods, most of the objects, are never
+	// owners, so they cost nothing here.
+	uidStrs map[uuid]string
 
 	stores []*kindStore
 
@@ -119,7 +126,7 @@ func NewObjectCache(opts CacheOptions) (*ObjectCache, error) {
 		opts.Now = time.Now
 	}
 	c := &ObjectCache{opts: opts, byStr: map[string]*entry{}, nodeNames: map[string]string{},
-		kinds: []kindAV{{}}, kindIdx: map[kindAV]uint8{}, nss: []string{""}, nsIdx: map[string]uint32{"": 0}}
+		kinds: []kindAV{{}}, kindIdx: map[kindAV]uint8{}, nss: []string{""}, nsIdx: map[string]uint32{"": 0}, uidStrs: map[uuid]string{}}
 	for _, k := range WatchedKinds {
 		c.kindLocked(k.kind, k.apiVersion)
 	}
@@ -256,6 +263,9 @@ func (c *ObjectCache) putLocked(uid, kind, apiVersion, ns, name string, owners [
 		prevUID = e.ext.uid
 	}
 	*e = entry{uid: u}
+	if canonical {
+		c.keepUIDLocked(u, uid, kind)
+	}
 	if !canonical {
 		if prevUID == uid {
 			uid = prevUID // the copy already kept
@@ -289,6 +299,35 @@ func (c *ObjectCache) putLocked(uid, kind, apiVersion, ns, name string, owners [
 	}
 	e.setName(name)
 	return e
+}
+
+// keepUIDLocked keeps the string form of a canonical UID for objects that
+// may own others (see uidStrs), once: an update brings the same UID.
+func (c *ObjectCache) keepUIDLocked(u uuid, uid, kind string) {
+	if kind == "Pod" {
+		delete(c.uidStrs, u)
+		return
+	}
+	if _, ok := c.uidStrs[u]; !ok {
+		// A copy: the caller's string may share memory with a decoded object.
+		c.uidStrs[u] = strings.Clone(uid)
+	}
+}
+
+// uuidStringLocked is u formatted, without allocating for a kept UID.
+func (c *ObjectCache) uuidStringLocked(u uuid) string {
+	if s, ok := c.uidStrs[u]; ok {
+		return s
+	}
+	return u.String()
+}
+
+// uidStringLocked is e's UID, without allocating when it is kept.
+func (c *ObjectCache) uidStringLocked(e *entry) string {
+	if e.ext != nil && e.ext.uid != "" {
+		return e.ext.uid
+	}
+	return c.uuidStringLocked(e.uid)
 }
 
 // inlineOwnerLocked keeps r as e's inline owner if it can be (a canonical
@@ -370,7 +409,7 @@ func (c *ObjectCache) namespaceOf(e *entry) string {
 // the object's (saving their formatting).
 func (c *ObjectCache) objectLocked(e *entry, uid, name string) *Object {
 	if uid == "" {
-		uid = e.uidString()
+		uid = c.uidStringLocked(e)
 	}
 	if name == "" {
 		name = e.fullName()
@@ -383,7 +422,7 @@ func (c *ObjectCache) objectLocked(e *entry, uid, name string) *Object {
 	}
 	if e.ownerKind != 0 {
 		k := &c.kinds[e.ownerKind]
-		o.Owners = []OwnerRef{{APIVersion: k.apiVersion, Kind: k.kind, Name: e.ownerName, UID: e.ownerUID.String(),
+		o.Owners = []OwnerRef{{APIVersion: k.apiVersion, Kind: k.kind, Name: e.ownerName, UID: c.uuidStringLocked(e.ownerUID),
 			Controller: e.flags&flagOwnerController != 0}}
 	}
 	return o
@@ -525,7 +564,7 @@ func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool)
 	}
 	if byName {
 		// e.g. a kubelet's node event names the node by name in the UID field.
-		chain[0].UID = cur.uidString()
+		chain[0].UID = c.uidStringLocked(cur)
 	}
 	for len(chain) < maxChain {
 		ref, next, ok := c.ownerLocked(cur)
@@ -563,7 +602,7 @@ func seen(chain []convert.Ref, uid string) bool {
 func (c *ObjectCache) ownerLocked(e *entry) (ref convert.Ref, next *entry, ok bool) {
 	if e.ownerKind != 0 {
 		k := &c.kinds[e.ownerKind]
-		return convert.Ref{Kind: k.kind, APIVersion: k.apiVersion, Name: e.ownerName, UID: e.ownerUID.String()}, c.uuids.get(e.ownerUID), true
+		return convert.Ref{Kind: k.kind, APIVersion: k.apiVersion, Name: e.ownerName, UID: c.uuidStringLocked(e.ownerUID)}, c.uuids.get(e.ownerUID), true
 	}
 	if e.ext == nil {
 		return ref, nil, false
@@ -611,7 +650,7 @@ func (c *ObjectCache) Collect(now time.Time) int {
 			return false
 		}
 		if kind, _ := c.kindOf(e); kind == "Node" {
-			if name := e.fullName(); c.nodeNames[name] == e.uidString() {
+			if name := e.fullName(); c.nodeNames[name] == c.uidStringLocked(e) {
 				delete(c.nodeNames, name)
 			}
 		}
@@ -626,6 +665,7 @@ func (c *ObjectCache) Collect(now time.Time) int {
 	}
 	for _, u := range gone {
 		c.uuids.delete(u)
+		delete(c.uidStrs, u)
 	}
 	for uid, e := range c.byStr {
 		if expired(e) {
