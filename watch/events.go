@@ -114,6 +114,9 @@ type observed struct {
 	deleted bool
 	// synced marks the end of the initial list in the queue.
 	synced bool
+	// ownUID: ev.UID is a string of its own (the event store's copy, see
+	// eventStore.own), which the worker's maps may keep as their key.
+	ownUID bool
 }
 
 // NewEventSource returns a source; Run starts it.
@@ -267,8 +270,9 @@ func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 		return
 	}
 	s.stats.received.Add(1)
+	// The event store, enqueue's only caller, gave the Event its own UID.
 	select {
-	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial}:
+	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial, ownUID: true}:
 	case <-ctx.Done():
 	}
 }
@@ -333,19 +337,24 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		}
 		return held
 	}
-	// A string of its own, put back into the Event so that everything below
-	// (dedup, the tracker) keys its maps with it: they keep it for the
-	// Event's lifetime, while the decoded Event's strings share one
-	// allocation with its note and names (EventDecoder). A Go map assignment
-	// replaces the stored key, so each update must bring the owned string.
-	uid := strings.Clone(string(ob.ev.UID))
-	ob.ev.UID = types.UID(uid)
+	uid := string(ob.ev.UID)
 	if ob.deleted {
+		// Forgetting keeps no key: the UID may stay the decoder's.
 		s.dedup.Forget(uid)
 		if s.opts.Tracker != nil {
 			s.opts.Tracker.Forget(uid)
 		}
 		return held
+	}
+	if !ob.ownUID {
+		// A string of its own, put back into the Event so that everything
+		// below (dedup, the tracker) keys its maps with it: they keep it for
+		// the Event's lifetime, while the decoded Event's strings share one
+		// allocation with its note and names (EventDecoder). A Go map
+		// assignment replaces the stored key, so each update must bring an
+		// owned string.
+		uid = strings.Clone(uid)
+		ob.ev.UID = types.UID(uid)
 	}
 	// Held occurrences whose object arrived meanwhile go first, so that a
 	// later occurrence of the same Event cannot overtake them.

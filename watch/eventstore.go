@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,11 @@ type eventStore struct {
 
 type knownEvent struct {
 	uid types.UID
-	rv  string
+	// rv is the resourceVersion when it is a number written the usual way
+	// (etcd's are), so that keeping it costs no string; else rv is 0 and
+	// rvText holds it.
+	rv     uint64
+	rvText string
 }
 
 func newEventStore(ctx context.Context, s *EventSource) *eventStore {
@@ -46,14 +51,23 @@ func (st *eventStore) remember(obj any) (string, bool) {
 	return key, true
 }
 
-// own returns m's UID and resourceVersion as strings of their own, reusing
-// prev's UID when it is the same. The decoded Event's strings share one
-// allocation with its note and names (EventDecoder); keeping them in the map
-// for the Event's lifetime would keep all of that.
+// own returns m's UID and resourceVersion in forms of their own, reusing
+// prev's UID when it is the same, and puts that UID back into m so that the
+// worker keys its maps with the same copy (observed.ownUID). The decoded
+// Event's strings share one allocation with its note and names
+// (EventDecoder); keeping them in the map for the Event's lifetime would
+// keep all of that.
 func (st *eventStore) own(prev knownEvent, m metav1.Object) knownEvent {
-	k := knownEvent{uid: prev.uid, rv: strings.Clone(m.GetResourceVersion())}
+	k := knownEvent{uid: prev.uid}
 	if uid := m.GetUID(); uid != prev.uid {
 		k.uid = types.UID(strings.Clone(string(uid)))
+	}
+	m.SetUID(k.uid)
+	rv := m.GetResourceVersion()
+	if n, err := strconv.ParseUint(rv, 10, 64); err == nil && rv[0] != '0' {
+		k.rv = n // no leading zero: the number gives back the same string
+	} else {
+		k.rvText = strings.Clone(rv)
 	}
 	return k
 }
