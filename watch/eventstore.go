@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,16 +26,33 @@ type eventStore struct {
 }
 
 type knownEvent struct {
-	uid types.UID
-	// rv is the resourceVersion when it is a number written the usual way
-	// (etcd's are), so that keeping it costs no string; else rv is 0 and
-	// rvText holds it.
+	// id is the Event's key in known (namespace/name) followed by its UID,
+	// in one string of its own: the map key is id's prefix and the UID the
+	// worker keys its maps with its rest, so that a new Event costs one
+	// allocation and an update of a known one none.
+	id string
+	// rv is the resourceVersion packed by packRV, or 0 with rvText holding
+	// it.
 	rv     uint64
 	rvText string
 }
 
+// uid is the Event's UID, k being the entry of key.
+func (k knownEvent) uid(key string) types.UID { return types.UID(k.id[len(key):]) }
+
 func newEventStore(ctx context.Context, s *EventSource) *eventStore {
 	return &eventStore{s: s, ctx: ctx, known: map[string]knownEvent{}}
+}
+
+// maxStackKey is the longest key built without allocating (an Event's
+// namespace and name are at most 63 and 253 bytes; most are far shorter).
+const maxStackKey = 128
+
+// appendKey appends m's key in known: namespace/name.
+func appendKey(b []byte, m metav1.Object) []byte {
+	b = append(b, m.GetNamespace()...)
+	b = append(b, '/')
+	return append(b, m.GetName()...)
 }
 
 func (st *eventStore) remember(obj any) (string, bool) {
@@ -44,32 +60,51 @@ func (st *eventStore) remember(obj any) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	key := m.GetNamespace() + "/" + m.GetName()
+	var buf [maxStackKey]byte
+	key := appendKey(buf[:0], m)
 	st.mu.Lock()
-	st.known[key] = st.own(st.known[key], m)
+	// Looked up with the key in buf (no allocation), stored with the key
+	// in the entry's own string.
+	k := st.own(st.known[string(key)], key, m)
+	stored := k.id[:len(key)]
+	st.known[stored] = k
 	st.mu.Unlock()
-	return key, true
+	return stored, true
 }
 
-// own returns m's UID and resourceVersion in forms of their own, reusing
-// prev's UID when it is the same, and puts that UID back into m so that the
-// worker keys its maps with the same copy (observed.ownUID). The decoded
-// Event's strings share one allocation with its note and names
-// (EventDecoder); keeping them in the map for the Event's lifetime would
-// keep all of that.
-func (st *eventStore) own(prev knownEvent, m metav1.Object) knownEvent {
-	k := knownEvent{uid: prev.uid}
-	if uid := m.GetUID(); uid != prev.uid {
-		k.uid = types.UID(strings.Clone(string(uid)))
+// own returns the entry of m (key being its key), reusing prev's id when the
+// UID is the same, and puts its UID back into m so that the worker keys its
+// maps with the same copy (observed.ownUID). The decoded Event's strings
+// share one allocation with its note and names (EventDecoder); keeping them
+// in the map for the Event's lifetime would keep all of that.
+func (st *eventStore) own(prev knownEvent, key []byte, m metav1.Object) knownEvent {
+	k := knownEvent{id: prev.id}
+	uid := string(m.GetUID())
+	if prev.id == "" || prev.id[len(key):] != uid {
+		k.id = string(key) + uid
 	}
-	m.SetUID(k.uid)
-	rv := m.GetResourceVersion()
-	if n, err := strconv.ParseUint(rv, 10, 64); err == nil && rv[0] != '0' {
-		k.rv = n // no leading zero: the number gives back the same string
-	} else {
-		k.rvText = strings.Clone(rv)
-	}
+	m.SetUID(types.UID(k.id[len(key):]))
+	k.rv, k.rvText = packRV(m.GetResourceVersion())
 	return k
+}
+
+// packRV returns a resourceVersion of 1 to 16 decimal digits (etcd's are)
+// as its value with its length in the top byte, so that leading zeros
+// survive and keeping it costs no string; anything else as a copy of its
+// own (and 0).
+func packRV(rv string) (uint64, string) {
+	if len(rv) == 0 || len(rv) > 16 {
+		return 0, strings.Clone(rv)
+	}
+	var n uint64
+	for i := 0; i < len(rv); i++ {
+		c := rv[i]
+		if c < '0' || c > '9' {
+			return 0, strings.Clone(rv)
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n | uint64(len(rv))<<56, "" // 10^16 < 2^56
 }
 
 func metaOf(obj any) (metav1.Object, error) {
@@ -108,16 +143,17 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	initial := !st.synced.Load()
 	fresh := make(map[string]knownEvent, len(list))
 	var changed []any
+	var buf [maxStackKey]byte
 	st.mu.Lock()
 	for _, obj := range list {
 		m, err := metaOf(obj)
 		if err != nil {
 			continue
 		}
-		key := m.GetNamespace() + "/" + m.GetName()
-		prev, had := st.known[key]
-		k := st.own(prev, m)
-		fresh[key] = k
+		key := appendKey(buf[:0], m)
+		prev, had := st.known[string(key)]
+		k := st.own(prev, key, m)
+		fresh[k.id[:len(key)]] = k
 		if initial || !had || prev != k {
 			changed = append(changed, obj)
 		}
@@ -137,7 +173,7 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	}
 	for i, k := range gone {
 		ns, name, _ := cache.SplitMetaNamespaceKey(goneKeys[i])
-		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid}})
+		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid(goneKeys[i])}})
 	}
 	st.synced.Store(true)
 	return nil
