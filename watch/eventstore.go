@@ -81,11 +81,21 @@ func (st *eventStore) own(prev knownEvent, key []byte, m metav1.Object) knownEve
 	k := knownEvent{id: prev.id}
 	uid := string(m.GetUID())
 	if prev.id == "" || prev.id[len(key):] != uid {
-		k.id = string(key) + uid
+		k.id = joinID(key, uid)
 	}
 	m.SetUID(types.UID(k.id[len(key):]))
 	k.rv, k.rvText = packRV(m.GetResourceVersion())
 	return k
+}
+
+// joinID returns key followed by uid in one allocation (string(key) + uid
+// would allocate a second time for a key longer than 32 bytes).
+func joinID(key []byte, uid string) string {
+	var b strings.Builder
+	b.Grow(len(key) + len(uid))
+	b.Write(key)
+	b.WriteString(uid)
+	return b.String()
 }
 
 // packRV returns a resourceVersion of 1 to 16 decimal digits (etcd's are)
