@@ -138,8 +138,12 @@ func (st *eventStore) Update(obj any) error { return st.Add(obj) }
 
 func (st *eventStore) Delete(obj any) error {
 	if m, err := metaOf(obj); err == nil {
+		var buf [maxStackKey]byte
+		key := appendKey(buf[:0], m)
 		st.mu.Lock()
-		delete(st.known, m.GetNamespace()+"/"+m.GetName())
+		if k, ok := st.known[string(key)]; ok {
+			delete(st.known, k.id[:len(key)]) // the stored key: no new string
+		}
 		st.mu.Unlock()
 	}
 	st.s.enqueueDelete(st.ctx, obj)
