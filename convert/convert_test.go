@@ -514,4 +514,9 @@ func TestAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { _, _ = FromEvent(ev, 3, goldenObserved, Options{}) }); n > 1 {
 		t.Errorf("FromEvent: %v allocs per occurrence, want <= 1", n)
 	}
+	var into Occurrence
+	chain := make([]Ref, 0, 3)
+	if n := testing.AllocsPerRun(200, func() { _ = FromEventInto(&into, chain, ev, 3, goldenObserved, Options{}) }); n > 0 {
+		t.Errorf("FromEventInto with room for the chain: %v allocs per occurrence, want 0", n)
+	}
 }

@@ -108,17 +108,30 @@ func firstTime(ev *eventsv1.Event) time.Time {
 // and an Event without a regarding object still yields an occurrence (with an
 // empty Regarding). Chain is [Regarding]; the caller appends the owners.
 func FromEvent(ev *eventsv1.Event, count int32, observed time.Time, opts Options) (Occurrence, error) {
+	var o Occurrence
+	if err := FromEventInto(&o, nil, ev, count, observed, opts); err != nil {
+		return Occurrence{}, err
+	}
+	return o, nil
+}
+
+// FromEventInto is FromEvent writing the occurrence to *o, with its Chain
+// ([Regarding]) in chain's backing array when chain has room: a caller that
+// allocates that array together with *o saves FromEvent's allocation of it.
+// Without room (e.g. nil), Chain gets an array of its own. On error *o is
+// left as it was.
+func FromEventInto(o *Occurrence, chain []Ref, ev *eventsv1.Event, count int32, observed time.Time, opts Options) error {
 	if ev == nil {
-		return Occurrence{}, errors.New("convert: nil Event")
+		return errors.New("convert: nil Event")
 	}
 	if err := opts.Validate(); err != nil {
-		return Occurrence{}, err
+		return err
 	}
 	if count < 1 {
 		count = EventCount(ev)
 	}
 
-	o := Occurrence{
+	*o = Occurrence{
 		EventUID:            validUTF8(string(ev.UID)),
 		EventName:           validUTF8(ev.Name),
 		Namespace:           validUTF8(ev.Namespace),
@@ -150,11 +163,13 @@ func FromEvent(ev *eventsv1.Event, count int32, observed time.Time, opts Options
 		o.NoteOriginalBytes = len(ev.Note)
 	}
 
-	// Room for a typical owner chain (Pod, ReplicaSet, Deployment) so the
-	// caller's appends do not reallocate.
-	o.Chain = make([]Ref, 1, 4)
-	o.Chain[0] = o.Regarding
-	return o, nil
+	if cap(chain) == 0 {
+		// Room for a typical owner chain (Pod, ReplicaSet, Deployment) so
+		// the caller's appends do not reallocate.
+		chain = make([]Ref, 0, 4)
+	}
+	o.Chain = append(chain[:0], o.Regarding)
+	return nil
 }
 
 func refFrom(r *corev1.ObjectReference) Ref {

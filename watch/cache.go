@@ -97,6 +97,11 @@ type ObjectCache struct {
 	kindIdx map[kindAV]uint8
 	nss     []string
 	nsIdx   map[string]uint32
+	// uidStrs holds the UID strings of canonical entries that owner chains
+	// handed out (keepUIDs): chains give owners' UIDs per occurrence, and
+	// formatting them from the compact uuid each time would allocate per
+	// link. Entries that never are in a chain (most pods) cost nothing.
+	uidStrs map[uuid]string
 
 	stores []*kindStore
 
@@ -119,7 +124,7 @@ func NewObjectCache(opts CacheOptions) (*ObjectCache, error) {
 		opts.Now = time.Now
 	}
 	c := &ObjectCache{opts: opts, byStr: map[string]*entry{}, nodeNames: map[string]string{},
-		kinds: []kindAV{{}}, kindIdx: map[kindAV]uint8{}, nss: []string{""}, nsIdx: map[string]uint32{"": 0}}
+		kinds: []kindAV{{}}, kindIdx: map[kindAV]uint8{}, nss: []string{""}, nsIdx: map[string]uint32{"": 0}, uidStrs: map[uuid]string{}}
 	for _, k := range WatchedKinds {
 		c.kindLocked(k.kind, k.apiVersion)
 	}
@@ -291,6 +296,24 @@ func (c *ObjectCache) putLocked(uid, kind, apiVersion, ns, name string, owners [
 	return e
 }
 
+// uuidStringLocked is u formatted; kept reports that it is the string kept
+// for u (keepUIDs), which costs no allocation.
+func (c *ObjectCache) uuidStringLocked(u uuid) (s string, kept bool) {
+	if s, ok := c.uidStrs[u]; ok {
+		return s, true
+	}
+	return u.String(), false
+}
+
+// uidStringLocked is e's UID; kept as for uuidStringLocked (always true for
+// a UID that is not a canonical UUID: e keeps it as it is).
+func (c *ObjectCache) uidStringLocked(e *entry) (s string, kept bool) {
+	if e.ext != nil && e.ext.uid != "" {
+		return e.ext.uid, true
+	}
+	return c.uuidStringLocked(e.uid)
+}
+
 // inlineOwnerLocked keeps r as e's inline owner if it can be (a canonical
 // UID and a kind in the table).
 func (c *ObjectCache) inlineOwnerLocked(e *entry, r *OwnerRef) bool {
@@ -370,7 +393,7 @@ func (c *ObjectCache) namespaceOf(e *entry) string {
 // the object's (saving their formatting).
 func (c *ObjectCache) objectLocked(e *entry, uid, name string) *Object {
 	if uid == "" {
-		uid = e.uidString()
+		uid, _ = c.uidStringLocked(e)
 	}
 	if name == "" {
 		name = e.fullName()
@@ -383,7 +406,8 @@ func (c *ObjectCache) objectLocked(e *entry, uid, name string) *Object {
 	}
 	if e.ownerKind != 0 {
 		k := &c.kinds[e.ownerKind]
-		o.Owners = []OwnerRef{{APIVersion: k.apiVersion, Kind: k.kind, Name: e.ownerName, UID: e.ownerUID.String(),
+		ownerUID, _ := c.uuidStringLocked(e.ownerUID)
+		o.Owners = []OwnerRef{{APIVersion: k.apiVersion, Kind: k.kind, Name: e.ownerName, UID: ownerUID,
 			Controller: e.flags&flagOwnerController != 0}}
 	}
 	return o
@@ -518,17 +542,32 @@ func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool)
 		return chain, true
 	}
 	c.mu.RLock()
-	defer c.mu.RUnlock()
+	out, known, formatted := c.chainLocked(chain)
+	c.mu.RUnlock()
+	if formatted != 0 {
+		c.keepUIDs(out, formatted)
+	}
+	return out, known
+}
+
+// chainLocked is Chain under the read lock; formatted has bit i set when
+// chain[i].UID was formatted from the compact UID of a cached entry (for
+// keepUIDs).
+func (c *ObjectCache) chainLocked(chain []convert.Ref) (out []convert.Ref, known bool, formatted uint32) {
 	cur, byName := c.lookupLocked(&chain[0])
 	if cur == nil {
-		return chain, chain[0].Kind == "" || !isWatchedKind(chain[0].Kind) || chain[0].UID == ""
+		return chain, chain[0].Kind == "" || !isWatchedKind(chain[0].Kind) || chain[0].UID == "", 0
 	}
 	if byName {
 		// e.g. a kubelet's node event names the node by name in the UID field.
-		chain[0].UID = cur.uidString()
+		var kept bool
+		chain[0].UID, kept = c.uidStringLocked(cur)
+		if !kept {
+			formatted |= 1
+		}
 	}
 	for len(chain) < maxChain {
-		ref, next, ok := c.ownerLocked(cur)
+		ref, next, kept, ok := c.ownerLocked(cur)
 		if !ok {
 			break
 		}
@@ -538,6 +577,9 @@ func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool)
 		ref.Namespace = c.namespaceOf(cur)
 		if next != nil {
 			ref.Namespace = c.namespaceOf(next)
+			if !kept {
+				formatted |= 1 << len(chain)
+			}
 		}
 		chain = append(chain, ref)
 		if next == nil {
@@ -545,7 +587,29 @@ func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool)
 		}
 		cur = next
 	}
-	return chain, true
+	return chain, true, formatted
+}
+
+// keepUIDs keeps the UIDs of chain marked in formatted (see chainLocked) as
+// the string forms of their entries, so that later chains through the same
+// owners do not format them again. Only objects that turn up in owner
+// chains pay for it: most cached objects are pods nobody owns through.
+func (c *ObjectCache) keepUIDs(chain []convert.Ref, formatted uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range chain {
+		if formatted&(1<<i) == 0 {
+			continue
+		}
+		uid := chain[i].UID
+		u, ok := parseUUID(uid)
+		if !ok || c.uuids.get(u) == nil {
+			continue // gone meanwhile: nothing would remove its string
+		}
+		if _, ok := c.uidStrs[u]; !ok {
+			c.uidStrs[u] = uid // formatted by chainLocked: a string of its own
+		}
+	}
 }
 
 func seen(chain []convert.Ref, uid string) bool {
@@ -559,20 +623,22 @@ func seen(chain []convert.Ref, uid string) bool {
 
 // ownerLocked returns the owner of e that chains follow (the controller,
 // else the first owner) as a Ref without namespace, and its entry if
-// cached; ok is false when e has no owner.
-func (c *ObjectCache) ownerLocked(e *entry) (ref convert.Ref, next *entry, ok bool) {
+// cached; ok is false when e has no owner. kept is false when the UID was
+// formatted from e's compact owner UID, not taken from a string kept.
+func (c *ObjectCache) ownerLocked(e *entry) (ref convert.Ref, next *entry, kept, ok bool) {
 	if e.ownerKind != 0 {
 		k := &c.kinds[e.ownerKind]
-		return convert.Ref{Kind: k.kind, APIVersion: k.apiVersion, Name: e.ownerName, UID: e.ownerUID.String()}, c.uuids.get(e.ownerUID), true
+		uid, kept := c.uuidStringLocked(e.ownerUID)
+		return convert.Ref{Kind: k.kind, APIVersion: k.apiVersion, Name: e.ownerName, UID: uid}, c.uuids.get(e.ownerUID), kept, true
 	}
 	if e.ext == nil {
-		return ref, nil, false
+		return ref, nil, true, false
 	}
 	r := controllerOf(e.ext.owners)
 	if r == nil {
-		return ref, nil, false
+		return ref, nil, true, false
 	}
-	return convert.Ref{Kind: r.Kind, APIVersion: r.APIVersion, Name: r.Name, UID: r.UID}, c.findLocked(r.UID), true
+	return convert.Ref{Kind: r.Kind, APIVersion: r.APIVersion, Name: r.Name, UID: r.UID}, c.findLocked(r.UID), true, true
 }
 
 func controllerOf(owners []OwnerRef) *OwnerRef {
@@ -611,7 +677,8 @@ func (c *ObjectCache) Collect(now time.Time) int {
 			return false
 		}
 		if kind, _ := c.kindOf(e); kind == "Node" {
-			if name := e.fullName(); c.nodeNames[name] == e.uidString() {
+			name := e.fullName()
+			if uid, _ := c.uidStringLocked(e); c.nodeNames[name] == uid {
 				delete(c.nodeNames, name)
 			}
 		}
@@ -626,6 +693,7 @@ func (c *ObjectCache) Collect(now time.Time) int {
 	}
 	for _, u := range gone {
 		c.uuids.delete(u)
+		delete(c.uidStrs, u)
 	}
 	for uid, e := range c.byStr {
 		if expired(e) {

@@ -437,3 +437,41 @@ func TestTraceparentAnnotationKeys(t *testing.T) {
 		t.Errorf("none: %q", got)
 	}
 }
+
+// Owner UIDs kept in compact form are formatted once per owner: later chains
+// through the same owners allocate nothing, and the kept strings go with
+// their tombstones.
+func TestChainKeepsOwnerUIDs(t *testing.T) {
+	clock := newFakeClock(testT0)
+	c := newTestCache(t, CacheOptions{TombstoneTTL: time.Minute, Now: clock.Now})
+	const dep, rs, pod = "00000001-1111-4000-8000-000000000001", "00000002-1111-4000-8000-000000000001", "00000004-1111-4000-8000-000000000001"
+	c.Upsert(&Object{UID: dep, APIVersion: "apps/v1", Kind: "Deployment", Namespace: "demo", Name: "web"})
+	c.Upsert(&Object{UID: rs, APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: "demo", Name: "web-5d",
+		Owners: []OwnerRef{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: dep, Controller: true}}})
+	c.Upsert(&Object{UID: pod, APIVersion: "v1", Kind: "Pod", Namespace: "demo", Name: "web-5d-x",
+		Owners: []OwnerRef{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: rs, Controller: true}}})
+	want := []convert.Ref{podRef("demo", "web-5d-x", pod),
+		{Kind: "ReplicaSet", APIVersion: "apps/v1", Namespace: "demo", Name: "web-5d", UID: rs},
+		{Kind: "Deployment", APIVersion: "apps/v1", Namespace: "demo", Name: "web", UID: dep}}
+	buf := make([]convert.Ref, 1, 4)
+	chain := func() []convert.Ref {
+		buf[0] = want[0]
+		got, known := c.Chain(buf[:1])
+		if !known {
+			t.Fatal("known = false for a cached pod")
+		}
+		return got
+	}
+	wantChain(t, chain(), want)
+	if n := testing.AllocsPerRun(100, func() { chain() }); n != 0 {
+		t.Errorf("a chain through known owners allocates %v times", n)
+	}
+	wantChain(t, chain(), want)
+	c.MarkDeleted(rs, testT0)
+	c.MarkDeleted(dep, testT0)
+	clock.Advance(2 * time.Minute)
+	c.Collect(clock.Now())
+	if len(c.uidStrs) != 0 {
+		t.Errorf("%d UID strings kept after their objects were collected", len(c.uidStrs))
+	}
+}

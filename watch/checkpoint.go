@@ -217,6 +217,31 @@ func (t *Tracker) SetLimit(f func() uint64) {
 // Begin registers one Event update that yields n occurrences (n may be 0)
 // and returns the function to call once per occurrence when it is done.
 func (t *Tracker) Begin(uid string, rv uint64, created time.Time, count int32, n int) func() {
+	if n == 0 {
+		t.begin(nil, uid, rv, created, count, 0)
+		return func() {}
+	}
+	u := &trackedUpdate{}
+	t.begin(u, uid, rv, created, count, n)
+	return u.done
+}
+
+// trackedUpdate is one Event update with occurrences not yet done. The
+// worker keeps it in the memory of the update's first occurrence, so that
+// following the update costs no allocation of its own.
+type trackedUpdate struct {
+	t       *Tracker
+	uid     string
+	rv      uint64
+	created time.Time
+	count   int32
+	left    int // occurrences not yet done, guarded by t.mu
+}
+
+// begin is Begin keeping the update's state in u (which may be nil when n
+// is 0); it returns false when there is nothing to wait for (n is 0: the
+// update is done already).
+func (t *Tracker) begin(u *trackedUpdate, uid string, rv uint64, created time.Time, count int32, n int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if rv > t.maxSeen {
@@ -224,26 +249,29 @@ func (t *Tracker) Begin(uid string, rv uint64, created time.Time, count int32, n
 	}
 	if n == 0 {
 		t.markDone(uid, rv, created, count)
-		return func() {}
+		return false
 	}
 	if rv != 0 {
 		t.pending[rv] += n
 	}
-	left := n
-	// Called once per occurrence.
-	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		left--
-		if rv != 0 {
-			t.pending[rv]--
-			if t.pending[rv] <= 0 {
-				delete(t.pending, rv)
-			}
+	*u = trackedUpdate{t: t, uid: uid, rv: rv, created: created, count: count, left: n}
+	return true
+}
+
+// done is called once per occurrence of the update when it is done.
+func (u *trackedUpdate) done() {
+	t := u.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u.left--
+	if u.rv != 0 {
+		t.pending[u.rv]--
+		if t.pending[u.rv] <= 0 {
+			delete(t.pending, u.rv)
 		}
-		if left == 0 {
-			t.markDone(uid, rv, created, count)
-		}
+	}
+	if u.left == 0 {
+		t.markDone(u.uid, u.rv, u.created, u.count)
 	}
 }
 
@@ -365,6 +393,26 @@ func (t *Tracker) Pending() int {
 // ackKey carries an occurrence's done callback from the source to the
 // handler's outputs.
 type ackKey struct{}
+
+// ackContext is the context an occurrence is handed to the handler with: its
+// parent plus the done callback under ackKey. It lives in the occurrence's
+// own memory (delivery) instead of a context.WithValue of its own per
+// occurrence.
+type ackContext struct {
+	context.Context
+	done func()
+}
+
+// Value answers ackKey with the done callback, anything else as the parent.
+func (c *ackContext) Value(key any) any {
+	if key == (ackKey{}) {
+		return c.done
+	}
+	return c.Context.Value(key)
+}
+
+// noAck is the done callback of an occurrence nobody tracks.
+func noAck() {}
 
 // DoneFromContext returns the function the handler calls once when every
 // output acknowledged the occurrence (a no-op without a tracker).

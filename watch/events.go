@@ -114,6 +114,9 @@ type observed struct {
 	deleted bool
 	// synced marks the end of the initial list in the queue.
 	synced bool
+	// ownUID: ev.UID is a string of its own (the event store's copy, see
+	// eventStore.own), which the worker's maps may keep as their key.
+	ownUID bool
 }
 
 // NewEventSource returns a source; Run starts it.
@@ -267,8 +270,9 @@ func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 		return
 	}
 	s.stats.received.Add(1)
+	// The event store, enqueue's only caller, gave the Event its own UID.
 	select {
-	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial}:
+	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial, ownUID: true}:
 	case <-ctx.Done():
 	}
 }
@@ -288,10 +292,22 @@ func (s *EventSource) enqueueDelete(ctx context.Context, obj any) {
 }
 
 type pending struct {
-	done     func()
+	d        *delivery
 	ev       *eventsv1.Event
-	occ      convert.Occurrence
 	deadline time.Time
+}
+
+// delivery is one occurrence as the worker hands it to the handler, with
+// what it needs on the way in the same allocation: room for the usual owner
+// chain (Pod, ReplicaSet, Deployment), the context carrying its done
+// callback and, in an update's first occurrence, the update's tracker
+// state. The handler may keep the occurrence (and so all of it) as long as
+// it likes: a delivery is never reused.
+type delivery struct {
+	occ    convert.Occurrence
+	chain  [3]convert.Ref
+	ctx    ackContext
+	update trackedUpdate
 }
 
 // Run processes events until ctx ends: dedup, convert, resolve owners, hand
@@ -321,19 +337,24 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		}
 		return held
 	}
-	// A string of its own, put back into the Event so that everything below
-	// (dedup, the tracker) keys its maps with it: they keep it for the
-	// Event's lifetime, while the decoded Event's strings share one
-	// allocation with its note and names (EventDecoder). A Go map assignment
-	// replaces the stored key, so each update must bring the owned string.
-	uid := strings.Clone(string(ob.ev.UID))
-	ob.ev.UID = types.UID(uid)
+	uid := string(ob.ev.UID)
 	if ob.deleted {
+		// Forgetting keeps no key: the UID may stay the decoder's.
 		s.dedup.Forget(uid)
 		if s.opts.Tracker != nil {
 			s.opts.Tracker.Forget(uid)
 		}
 		return held
+	}
+	if !ob.ownUID {
+		// A string of its own, put back into the Event so that everything
+		// below (dedup, the tracker) keys its maps with it: they keep it for
+		// the Event's lifetime, while the decoded Event's strings share one
+		// allocation with its note and names (EventDecoder). A Go map
+		// assignment replaces the stored key, so each update must bring an
+		// owned string.
+		uid = strings.Clone(uid)
+		ob.ev.UID = types.UID(uid)
 	}
 	// Held occurrences whose object arrived meanwhile go first, so that a
 	// later occurrence of the same Event cannot overtake them.
@@ -349,29 +370,49 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 			s.dedup.Baseline(uid, count)
 		}
 	}
-	occs, err := Occurrences(s.dedup, ob.ev, ob.at, s.opts.Convert)
-	if err != nil {
-		s.opts.Logger.Error("cannot convert event", "err", err)
+	ds := s.occurrences(ob.ev, uid, count, ob.at)
+	done := noAck
+	if t := s.opts.Tracker; t != nil {
+		// The update's state lives in its first occurrence; with none, the
+		// update is done at once.
+		created := ob.ev.CreationTimestamp.Time
+		if len(ds) == 0 {
+			t.begin(nil, uid, rv, created, count, 0)
+		} else if u := &ds[0].update; t.begin(u, uid, rv, created, count, len(ds)) {
+			done = u.done
+		}
 	}
-	done := func() {}
-	if s.opts.Tracker != nil {
-		done = s.opts.Tracker.Begin(uid, rv, ob.ev.CreationTimestamp.Time, count, len(occs))
-	}
-	octx := ctx
-	if len(occs) > 0 {
-		octx = context.WithValue(ctx, ackKey{}, done)
-	}
-	for i := range occs {
-		o := &occs[i]
-		chain, known := s.objects.Chain(o.Chain)
-		o.Chain = chain
+	for i := range ds {
+		d := &ds[i]
+		d.ctx.done = done
+		chain, known := s.objects.Chain(d.occ.Chain)
+		d.occ.Chain = chain
 		if !known {
-			held = append(held, pending{ev: ob.ev, occ: *o, deadline: ob.at.Add(s.opts.OwnerWait), done: done})
+			held = append(held, pending{ev: ob.ev, d: d, deadline: ob.at.Add(s.opts.OwnerWait)})
 			continue
 		}
-		s.deliver(octx, ob.ev, o)
+		s.deliver(ctx, ob.ev, d)
 	}
 	return held
+}
+
+// occurrences converts the counts of the Event not emitted before (see
+// Occurrences), all in one allocation; nil when there are none or the Event
+// cannot be converted (logged).
+func (s *EventSource) occurrences(ev *eventsv1.Event, uid string, count int32, at time.Time) []delivery {
+	from, to := newCounts(s.dedup, uid, count)
+	if from > to {
+		return nil
+	}
+	ds := make([]delivery, to-from+1)
+	for i := range ds {
+		d := &ds[i]
+		if err := convert.FromEventInto(&d.occ, d.chain[:0], ev, from+int32(i), at, s.opts.Convert); err != nil {
+			s.opts.Logger.Error("cannot convert event", "err", fmt.Errorf("event %s/%s: %w", ev.Namespace, ev.Name, err))
+			return nil
+		}
+	}
+	return ds
 }
 
 // retry resolves held occurrences again; past their deadline (or when force)
@@ -380,15 +421,16 @@ func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []p
 	now := s.opts.Now()
 	kept := held[:0]
 	for _, p := range held {
-		chain, known := s.objects.Chain(p.occ.Chain[:1])
-		p.occ.Chain = chain
+		o := &p.d.occ
+		chain, known := s.objects.Chain(o.Chain[:1])
+		o.Chain = chain
 		if known || force || now.After(p.deadline) {
 			if !known {
 				s.stats.unresolved.Add(1)
 				s.opts.Logger.Debug("owner not in cache, emitting without owner chain",
-					"kind", p.occ.Regarding.Kind, "name", p.occ.Regarding.Name, "namespace", p.occ.Regarding.Namespace)
+					"kind", o.Regarding.Kind, "name", o.Regarding.Name, "namespace", o.Regarding.Namespace)
 			}
-			s.deliver(context.WithValue(ctx, ackKey{}, p.done), p.ev, &p.occ)
+			s.deliver(ctx, p.ev, p.d)
 			continue
 		}
 		kept = append(kept, p)
@@ -396,9 +438,13 @@ func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []p
 	return kept
 }
 
-func (s *EventSource) deliver(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) {
+// deliver hands d to the handler, its context (with d's done callback)
+// derived from ctx.
+func (s *EventSource) deliver(ctx context.Context, ev *eventsv1.Event, d *delivery) {
 	s.stats.occurrences.Add(1)
-	if err := s.handle(ctx, ev, o); err != nil && ctx.Err() == nil {
+	d.ctx.Context = ctx
+	o := &d.occ
+	if err := s.handle(&d.ctx, ev, o); err != nil && ctx.Err() == nil {
 		s.stats.failed.Add(1)
 		s.opts.Logger.Error("occurrence not delivered", "event", o.EventName, "namespace", o.Namespace, "count", o.Count, "err", err)
 	}

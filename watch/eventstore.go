@@ -26,12 +26,33 @@ type eventStore struct {
 }
 
 type knownEvent struct {
-	uid types.UID
-	rv  string
+	// id is the Event's key in known (namespace/name) followed by its UID,
+	// in one string of its own: the map key is id's prefix and the UID the
+	// worker keys its maps with its rest, so that a new Event costs one
+	// allocation and an update of a known one none.
+	id string
+	// rv is the resourceVersion packed by packRV, or 0 with rvText holding
+	// it.
+	rv     uint64
+	rvText string
 }
+
+// uid is the Event's UID, k being the entry of key.
+func (k knownEvent) uid(key string) types.UID { return types.UID(k.id[len(key):]) }
 
 func newEventStore(ctx context.Context, s *EventSource) *eventStore {
 	return &eventStore{s: s, ctx: ctx, known: map[string]knownEvent{}}
+}
+
+// maxStackKey is the longest key built without allocating (an Event's
+// namespace and name are at most 63 and 253 bytes; most are far shorter).
+const maxStackKey = 128
+
+// appendKey appends m's key in known: namespace/name.
+func appendKey(b []byte, m metav1.Object) []byte {
+	b = append(b, m.GetNamespace()...)
+	b = append(b, '/')
+	return append(b, m.GetName()...)
 }
 
 func (st *eventStore) remember(obj any) (string, bool) {
@@ -39,23 +60,61 @@ func (st *eventStore) remember(obj any) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	key := m.GetNamespace() + "/" + m.GetName()
+	var buf [maxStackKey]byte
+	key := appendKey(buf[:0], m)
 	st.mu.Lock()
-	st.known[key] = st.own(st.known[key], m)
+	// Looked up with the key in buf (no allocation), stored with the key
+	// in the entry's own string.
+	k := st.own(st.known[string(key)], key, m)
+	stored := k.id[:len(key)]
+	st.known[stored] = k
 	st.mu.Unlock()
-	return key, true
+	return stored, true
 }
 
-// own returns m's UID and resourceVersion as strings of their own, reusing
-// prev's UID when it is the same. The decoded Event's strings share one
-// allocation with its note and names (EventDecoder); keeping them in the map
-// for the Event's lifetime would keep all of that.
-func (st *eventStore) own(prev knownEvent, m metav1.Object) knownEvent {
-	k := knownEvent{uid: prev.uid, rv: strings.Clone(m.GetResourceVersion())}
-	if uid := m.GetUID(); uid != prev.uid {
-		k.uid = types.UID(strings.Clone(string(uid)))
+// own returns the entry of m (key being its key), reusing prev's id when the
+// UID is the same, and puts its UID back into m so that the worker keys its
+// maps with the same copy (observed.ownUID). The decoded Event's strings
+// share one allocation with its note and names (EventDecoder); keeping them
+// in the map for the Event's lifetime would keep all of that.
+func (st *eventStore) own(prev knownEvent, key []byte, m metav1.Object) knownEvent {
+	k := knownEvent{id: prev.id}
+	uid := string(m.GetUID())
+	if prev.id == "" || prev.id[len(key):] != uid {
+		k.id = joinID(key, uid)
 	}
+	m.SetUID(types.UID(k.id[len(key):]))
+	k.rv, k.rvText = packRV(m.GetResourceVersion())
 	return k
+}
+
+// joinID returns key followed by uid in one allocation (string(key) + uid
+// would allocate a second time for a key longer than 32 bytes).
+func joinID(key []byte, uid string) string {
+	var b strings.Builder
+	b.Grow(len(key) + len(uid))
+	b.Write(key)
+	b.WriteString(uid)
+	return b.String()
+}
+
+// packRV returns a resourceVersion of 1 to 16 decimal digits (etcd's are)
+// as its value with its length in the top byte, so that leading zeros
+// survive and keeping it costs no string; anything else as a copy of its
+// own (and 0).
+func packRV(rv string) (uint64, string) {
+	if len(rv) == 0 || len(rv) > 16 {
+		return 0, strings.Clone(rv)
+	}
+	var n uint64
+	for i := 0; i < len(rv); i++ {
+		c := rv[i]
+		if c < '0' || c > '9' {
+			return 0, strings.Clone(rv)
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n | uint64(len(rv))<<56, "" // 10^16 < 2^56
 }
 
 func metaOf(obj any) (metav1.Object, error) {
@@ -79,8 +138,12 @@ func (st *eventStore) Update(obj any) error { return st.Add(obj) }
 
 func (st *eventStore) Delete(obj any) error {
 	if m, err := metaOf(obj); err == nil {
+		var buf [maxStackKey]byte
+		key := appendKey(buf[:0], m)
 		st.mu.Lock()
-		delete(st.known, m.GetNamespace()+"/"+m.GetName())
+		if k, ok := st.known[string(key)]; ok {
+			delete(st.known, k.id[:len(key)]) // the stored key: no new string
+		}
 		st.mu.Unlock()
 	}
 	st.s.enqueueDelete(st.ctx, obj)
@@ -94,16 +157,17 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	initial := !st.synced.Load()
 	fresh := make(map[string]knownEvent, len(list))
 	var changed []any
+	var buf [maxStackKey]byte
 	st.mu.Lock()
 	for _, obj := range list {
 		m, err := metaOf(obj)
 		if err != nil {
 			continue
 		}
-		key := m.GetNamespace() + "/" + m.GetName()
-		prev, had := st.known[key]
-		k := st.own(prev, m)
-		fresh[key] = k
+		key := appendKey(buf[:0], m)
+		prev, had := st.known[string(key)]
+		k := st.own(prev, key, m)
+		fresh[k.id[:len(key)]] = k
 		if initial || !had || prev != k {
 			changed = append(changed, obj)
 		}
@@ -123,7 +187,7 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	}
 	for i, k := range gone {
 		ns, name, _ := cache.SplitMetaNamespaceKey(goneKeys[i])
-		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid}})
+		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid(goneKeys[i])}})
 	}
 	st.synced.Store(true)
 	return nil

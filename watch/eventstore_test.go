@@ -90,3 +90,21 @@ func BenchmarkEventStoreKnownMemory(b *testing.B) {
 		runtime.KeepAlive(st)
 	}
 }
+
+// packRV must tell every two resourceVersions apart, leading zeros included,
+// as comparing the strings would.
+func TestPackRV(t *testing.T) {
+	rvs := []string{"", "0", "00", "1", "01", "001", "10", "100", "9999999999999999", "09999999999999999", "12345678901234567", "1a", "-1", "+1"}
+	seen := map[knownEvent]string{}
+	for _, rv := range rvs {
+		var k knownEvent
+		k.rv, k.rvText = packRV(rv)
+		if prev, ok := seen[k]; ok {
+			t.Errorf("%q and %q pack the same: %+v", prev, rv, k)
+		}
+		seen[k] = rv
+		if k.rv == 0 && k.rvText != rv {
+			t.Errorf("%q kept as text %q", rv, k.rvText)
+		}
+	}
+}

@@ -70,16 +70,9 @@ func Occurrences(d *Dedup, ev *eventsv1.Event, observed time.Time, opts convert.
 	if ev == nil {
 		return nil, fmt.Errorf("nil event")
 	}
-	count := convert.EventCount(ev)
-	from, to := d.Next(string(ev.UID), count)
+	from, to := newCounts(d, string(ev.UID), convert.EventCount(ev))
 	if from > to {
 		return nil, nil
-	}
-	if to-from >= MaxBackfill {
-		// An Event first seen with a huge count (a long-running repeat
-		// before the bridge started, or a bogus count) yields its latest
-		// MaxBackfill occurrences; older counts are history, not news.
-		from = to - MaxBackfill + 1
 	}
 	out := make([]convert.Occurrence, 0, to-from+1)
 	for n := from; n <= to; n++ {
@@ -90,4 +83,18 @@ func Occurrences(d *Dedup, ev *eventsv1.Event, observed time.Time, opts convert.
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// newCounts records that the Event uid now has count and returns the counts
+// to emit (from..to inclusive; from > to when none): those not emitted
+// before, at most MaxBackfill of them.
+func newCounts(d *Dedup, uid string, count int32) (from, to int32) {
+	from, to = d.Next(uid, count)
+	if from <= to && to-from >= MaxBackfill {
+		// An Event first seen with a huge count (a long-running repeat
+		// before the bridge started, or a bogus count) yields its latest
+		// MaxBackfill occurrences; older counts are history, not news.
+		from = to - MaxBackfill + 1
+	}
+	return from, to
 }

@@ -114,14 +114,6 @@ func (e *entry) extra() *entryExt {
 	return e.ext
 }
 
-// uidString is the object's UID.
-func (e *entry) uidString() string {
-	if e.ext != nil && e.ext.uid != "" {
-		return e.ext.uid
-	}
-	return e.uid.String()
-}
-
 // fullName is the object's name (allocating when it is kept as a suffix).
 func (e *entry) fullName() string {
 	if e.flags&flagNameSuffix != 0 {
