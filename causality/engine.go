@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
@@ -119,7 +120,24 @@ type Engine struct {
 	// entries leave with their pod's episode.
 	podNodes map[string]string
 	seq      uint64
+	// names caches event span names (kind.reason), bounded by
+	// maxSpanNames: building them was an allocation per occurrence.
+	names map[spanNameKey]string
+	// attrSlab and spanSlab are carved into the attribute slices of event
+	// spans exported at once and the one-span Spans of Results: one
+	// allocation for many occurrences. Each piece handed out is capped and
+	// never written again by the engine, so sinks own it (spans are exported
+	// asynchronously); a slab is freed when its last span is.
+	attrSlab []attribute.KeyValue
+	spanSlab []Span
 }
+
+// Slab sizes: enough occurrences per allocation to make it rare, small
+// enough that a few spans still queued for export pin little memory.
+const (
+	attrSlabLen = 512 // attributes, 32 KiB; an event span has about 20
+	spanSlabLen = 64  // spans, 13 KiB
+)
 
 func (e *Engine) nextSeq() uint64 {
 	e.seq++
@@ -146,6 +164,7 @@ func New(cfg Config) (*Engine, error) {
 		last:     map[string]lastEpisode{},
 		services: map[string]struct{}{},
 		podNodes: map[string]string{},
+		names:    map[spanNameKey]string{},
 		stats:    Stats{EpisodesClosed: map[string]uint64{}},
 	}, nil
 }
@@ -226,7 +245,11 @@ func (e *Engine) Observe(in Input) Result {
 	ep.lastActive = in.Now
 	ep.events++
 	sp, deferred := ep.add(e, in)
-	if !deferred {
+	switch {
+	case deferred:
+	case out == nil:
+		out = e.oneSpan(sp)
+	default:
 		out = append(out, sp)
 	}
 	return Result{TraceID: ep.traceID, SpanID: sp.SpanID, Spans: out}
@@ -409,4 +432,58 @@ func (e *Engine) rememberPodNode(pod, node string) {
 		clear(e.podNodes)
 	}
 	e.podNodes[pod] = node
+}
+
+// oneSpan returns a slice holding just sp, carved from spanSlab. Its
+// capacity is one: a caller's append copies instead of overwriting the
+// next Result's span.
+func (e *Engine) oneSpan(sp Span) []Span {
+	if len(e.spanSlab) == cap(e.spanSlab) {
+		e.spanSlab = make([]Span, 0, spanSlabLen)
+	}
+	n := len(e.spanSlab)
+	e.spanSlab = append(e.spanSlab, sp)
+	return e.spanSlab[n : n+1 : n+1]
+}
+
+// eventAttrBuf returns an empty slice with room for exactly the attributes
+// of o's event span. Spans exported at once take it from attrSlab; deferred
+// ones (causes, kept until their episode closes, up to EpisodeMax) get their
+// own, so that they do not pin a slab of long-exported spans.
+func (e *Engine) eventAttrBuf(o *convert.Occurrence, deferred bool) []attribute.KeyValue {
+	n := eventAttrCount(o)
+	if deferred || n > attrSlabLen/4 {
+		return make([]attribute.KeyValue, 0, n)
+	}
+	if cap(e.attrSlab)-len(e.attrSlab) < n {
+		e.attrSlab = make([]attribute.KeyValue, 0, attrSlabLen)
+	}
+	start := len(e.attrSlab)
+	e.attrSlab = e.attrSlab[:start+n]
+	return e.attrSlab[start : start : start+n]
+}
+
+// spanNameKey is what an event span's name is made of.
+type spanNameKey struct{ kind, reason string }
+
+// maxSpanNames bounds the name cache: reasons are free text any controller
+// may set. Past it the cache starts afresh.
+const maxSpanNames = 4096
+
+// spanName is kind.reason ("Event" for no kind), cached.
+func (e *Engine) spanName(kind, reason string) string {
+	if kind == "" {
+		kind = "Event"
+	}
+	if name, ok := e.names[spanNameKey{kind, reason}]; ok {
+		return name
+	}
+	if len(e.names) >= maxSpanNames {
+		clear(e.names)
+	}
+	name := kind + "." + reason
+	// The key's strings are cut from the name: no second allocation, and
+	// the cache never pins the buffers the occurrence's strings point into.
+	e.names[spanNameKey{name[:len(kind)], name[len(kind)+1:]}] = name
+	return name
 }

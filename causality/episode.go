@@ -139,17 +139,18 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 	if ep.trigger == "" {
 		ep.trigger = o.Reason
 	}
+	target, isCause := parseActedOn(o.Regarding.Kind, o.Reason, o.Note)
 	sp := Span{
 		TraceID:    ep.traceID,
 		SpanID:     eventSpanID(ep.ids, o.EventUID, o.Count),
 		Parent:     obj.id,
-		Name:       spanName(o.Regarding.Kind, o.Reason),
+		Name:       e.spanName(o.Regarding.Kind, o.Reason),
 		Kind:       KindEvent,
 		Start:      at,
 		End:        at,
 		Seq:        e.nextSeq(),
 		Service:    e.service(o.ReportingController),
-		Attributes: eventAttributes(o),
+		Attributes: eventAttributes(o, e.eventAttrBuf(o, isCause)),
 	}
 	if o.Type == "Warning" {
 		sp.Error, sp.StatusMessage = true, o.Note
@@ -176,7 +177,7 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 			sp.Links = append(sp.Links, Link{TraceID: tid, SpanID: sid, Attributes: []attribute.KeyValue{attribute.String("link.reason", "scale_target")}})
 		}
 	}
-	if target, ok := parseActedOn(o.Regarding.Kind, o.Reason, o.Note); ok {
+	if isCause {
 		ns := o.Regarding.Namespace
 		k := causeKey(target.kind, ns, target.name)
 		for _, c := range ep.causes[k] {
@@ -229,13 +230,6 @@ func acyclic(chain []convert.Ref, rootKey string) []convert.Ref {
 		}
 	}
 	return chain
-}
-
-func spanName(kind, reason string) string {
-	if kind == "" {
-		kind = "Event"
-	}
-	return kind + "." + reason
 }
 
 // node of the span tree built at close.
@@ -456,8 +450,24 @@ func walk(n *treeNode, f func(*treeNode)) {
 	}
 }
 
-func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 12+2*len(o.Chain))
+// eventAttrCount is the number of attributes eventAttributes gives o, so
+// that their slice is sized once, exactly.
+func eventAttrCount(o *convert.Occurrence) int {
+	n := 4
+	for _, s := range [...]string{o.Note, o.Namespace, o.Regarding.FieldPath, o.SourceHost, o.ReportingInstance} {
+		if s != "" {
+			n++
+		}
+	}
+	if o.Regarding.Kind != "" {
+		n += 2
+	}
+	return n + chainAttrCount(o.Chain)
+}
+
+// eventAttributes appends the attributes of o's event span to attrs (which
+// has room for them: see eventAttrCount).
+func eventAttributes(o *convert.Occurrence, attrs []attribute.KeyValue) []attribute.KeyValue {
 	attrs = append(attrs,
 		attribute.String("k8s.event.reason", o.Reason),
 		attribute.String("k8s.event.uid", o.EventUID),
@@ -483,6 +493,20 @@ func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
 		attrs = append(attrs, attribute.String("k8s.event.reporting_instance", o.ReportingInstance))
 	}
 	return appendChain(attrs, o.Chain)
+}
+
+// chainAttrCount is the number of attributes appendChain adds for chain.
+func chainAttrCount(chain []convert.Ref) int {
+	n := 0
+	for i := range chain {
+		if _, ok := semconvKeys[chain[i].Kind]; ok {
+			n++
+			if chain[i].UID != "" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // appendChain adds the stable semconv k8s.<kind>.name/uid of each object.
