@@ -130,6 +130,7 @@ type Engine struct {
 	// asynchronously); a slab is freed when its last span is.
 	attrSlab []attribute.KeyValue
 	spanSlab []Span
+	scratch  finishScratch
 }
 
 // Slab sizes: enough occurrences per allocation to make it rare, small
@@ -361,7 +362,7 @@ func (e *Engine) close(ep *episode, reason string, out []Span) []Span {
 	delete(e.open, ep.rootKey)
 	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq, closed: ep.lastActive}
 	e.stats.EpisodesClosed[reason]++
-	return append(out, ep.finish(e, reason)...)
+	return ep.finish(e, reason, out)
 }
 
 // service bounds the service.name values: the first MaxServices distinct
