@@ -229,7 +229,8 @@ func (e *Engine) Observe(in Input) Result {
 		reason = CloseNewRun
 	}
 	if reason != "" {
-		out = e.close(ep, reason, out)
+		// Room for the closed episode's spans and the occurrence's own.
+		out = e.close(ep, reason, make([]Span, 0, ep.spanCount()+1))
 		ep = nil
 	}
 	if ep != nil && ep.gen == 0 {
@@ -313,7 +314,7 @@ func (e *Engine) Advance(now time.Time) []Span {
 		}
 	}
 	sortEpisodes(due)
-	var out []Span
+	out := make([]Span, 0, spanCount(due))
 	for _, ep := range due {
 		reason := CloseIdle
 		if now.Sub(ep.opened) >= e.cfg.EpisodeMax {
@@ -342,11 +343,21 @@ func (e *Engine) Flush() []Span {
 		all = append(all, ep)
 	}
 	sortEpisodes(all)
-	var out []Span
+	out := make([]Span, 0, spanCount(all))
 	for _, ep := range all {
 		out = e.close(ep, CloseFlush, out)
 	}
 	return out
+}
+
+// spanCount is at most how many spans closing eps returns: sized once, the
+// slice of a Flush is not copied over and over as it grows.
+func spanCount(eps []*episode) int {
+	n := 0
+	for _, ep := range eps {
+		n += ep.spanCount()
+	}
+	return n
 }
 
 func sortEpisodes(eps []*episode) {

@@ -112,6 +112,10 @@ func newEpisode(cluster string, root convert.Ref, rk, key string, now time.Time)
 	}
 }
 
+// spanCount is at most how many spans finish returns: one per object and
+// per cause.
+func (ep *episode) spanCount() int { return len(ep.order) + len(ep.causes) }
+
 // objectFor returns (creating) the object span state for chain[i] and its
 // owners up to the root.
 func (ep *episode) objectFor(e *Engine, chain []convert.Ref, i int, at time.Time) *object {
