@@ -33,8 +33,11 @@ type episode struct {
 	// order; deferred (exported at close, stretched to cover the objects
 	// they caused). causesOf indexes them by the object they name: values
 	// in one slice and a list through it, rather than a slice per name.
-	causes   []cause
+	causes   []*cause
 	causesOf map[causeID]causeList
+	// objs and causeVals hold the objects and causes themselves.
+	objs      chunks[object]
+	causeVals chunks[cause]
 	// objectsOver counts objects past MaxObjectsPerEpisode (attached to root).
 	objectsOver int
 	// ids seeds the span IDs: the trace ID derived from cluster, root and
@@ -90,7 +93,7 @@ func (ep *episode) causesNaming(id causeID, f func(int) bool) {
 func (ep *episode) addCause(id causeID, c cause) {
 	c.id, c.next = id, -1
 	n := len(ep.causes)
-	ep.causes = append(ep.causes, c)
+	ep.causes = append(ep.causes, ep.causeVals.new(c))
 	if l, ok := ep.causesOf[id]; ok {
 		ep.causes[l.last].next = n
 		ep.causesOf[id] = causeList{l.first, n}
@@ -136,7 +139,7 @@ func (ep *episode) objectFor(e *Engine, chain []convert.Ref, i int, at time.Time
 		e.stats.ObjectsOverLimit++
 		return ep.objectFor(e, chain, len(chain)-1, at)
 	}
-	obj := &object{key: k, id: objectSpanID(ep.ids, k), first: at, start: at, end: at}
+	obj := ep.objs.new(object{key: k, id: objectSpanID(ep.ids, k), first: at, start: at, end: at})
 	if k == ep.rootKey {
 		obj.ref = ep.root
 		obj.id = ep.rootID
@@ -249,7 +252,7 @@ func (ep *episode) hasOtherRun(o *convert.Occurrence) bool {
 		}
 	}
 	for i := range ep.causes {
-		if c := &ep.causes[i]; c.target.kind == "Job" && c.target.create && c.target.name != target.name {
+		if c := ep.causes[i]; c.target.kind == "Job" && c.target.create && c.target.name != target.name {
 			return true
 		}
 	}

@@ -153,7 +153,7 @@ func (ep *episode) parents(f *finishScratch) {
 			parent = owner.id
 		}
 		if ci := f.causeOf[i]; ci >= 0 {
-			c := &ep.causes[ci]
+			c := ep.causes[ci]
 			if a := ep.objects[c.obj].idx; !f.descends(a, i) {
 				parent = c.span.SpanID
 				f.via[i] = a
@@ -254,7 +254,7 @@ func (ep *episode) assignGroup(f *finishScratch, id causeID, objs []int) {
 func (ep *episode) pickCause(f *finishScratch, first time.Time) int {
 	limit := first.Add(time.Second)
 	for i, ci := range f.cs {
-		c := &ep.causes[ci]
+		c := ep.causes[ci]
 		if f.claimed[i] || c.span.Start.After(limit) {
 			continue
 		}
@@ -277,7 +277,7 @@ func (ep *episode) pickCause(f *finishScratch, first time.Time) int {
 // or before t.
 func (ep *episode) createdBy(f *finishScratch, i int, t time.Time) bool {
 	for j := i + 1; j < len(f.cs); j++ {
-		c := &ep.causes[f.cs[j]]
+		c := ep.causes[f.cs[j]]
 		if !f.claimed[j] && c.target.create && !c.span.Start.After(t) {
 			return true
 		}

@@ -199,7 +199,7 @@ func (ep *episode) save() savedOpen {
 	}
 	sort.SliceStable(order, func(i, j int) bool { return ep.causes[order[i]].id.key() < ep.causes[order[j]].id.key() })
 	for _, i := range order {
-		c := &ep.causes[i]
+		c := ep.causes[i]
 		sp := c.span
 		s.Causes = append(s.Causes, savedCause{Key: c.id.key(), Kind: c.target.kind, Name: c.target.name, Create: c.target.create, Obj: c.obj,
 			Span: savedSpan{SpanID: sp.SpanID.String(), Parent: hexOrEmpty(sp.Parent), Name: sp.Name, Start: sp.Start, End: sp.End,
@@ -252,8 +252,8 @@ func loadEpisode(s savedOpen) (*episode, error) {
 		if err != nil {
 			return bad(err)
 		}
-		ep.objects[so.Key] = &object{ref: so.Ref.ref(), key: so.Key, idx: len(ep.order), id: id, owner: so.Owner, first: so.First,
-			start: so.Start, end: so.End, events: so.Events, warnings: so.Warnings}
+		ep.objects[so.Key] = ep.objs.new(object{ref: so.Ref.ref(), key: so.Key, idx: len(ep.order), id: id, owner: so.Owner, first: so.First,
+			start: so.Start, end: so.End, events: so.Events, warnings: so.Warnings})
 		ep.order = append(ep.order, so.Key)
 	}
 	if _, ok := ep.objects[ep.rootKey]; !ok {
