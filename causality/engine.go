@@ -3,6 +3,7 @@ package causality
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -110,8 +111,13 @@ const (
 // Engine assembles occurrences into episodes and spans. It is not safe for
 // concurrent use: one goroutine feeds it, as the watch worker does.
 type Engine struct {
-	cfg      Config
-	open     map[string]*episode // by root key
+	cfg  Config
+	open map[string]*episode // by root key
+	// named indexes the open episodes of nodes and scale targets by root
+	// kind and name, for the links of node and HPA events (a scan of every
+	// open episode per event before); kept in step with open by addOpen
+	// and removeOpen.
+	named    map[rootName][]*episode
 	last     map[string]lastEpisode
 	services map[string]struct{}
 	stats    Stats
@@ -162,6 +168,7 @@ func New(cfg Config) (*Engine, error) {
 	return &Engine{
 		cfg:      cfg.withDefaults(),
 		open:     map[string]*episode{},
+		named:    map[rootName][]*episode{},
 		last:     map[string]lastEpisode{},
 		services: map[string]struct{}{},
 		podNodes: map[string]string{},
@@ -284,7 +291,7 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 	if hasPrev {
 		ep.links = append(ep.links, Link{TraceID: prev.traceID, SpanID: prev.rootID})
 	}
-	e.open[rk] = ep
+	e.addOpen(ep)
 	e.stats.EpisodesOpened++
 	return ep
 }
@@ -370,7 +377,7 @@ func sortEpisodes(eps []*episode) {
 }
 
 func (e *Engine) close(ep *episode, reason string, out []Span) []Span {
-	delete(e.open, ep.rootKey)
+	e.removeOpen(ep)
 	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq, closed: ep.lastActive}
 	e.stats.EpisodesClosed[reason]++
 	return ep.finish(e, reason, out)
@@ -392,11 +399,50 @@ func (e *Engine) service(name string) string {
 	return name
 }
 
+// rootName is the kind and name of an episode's root (namespace aside: node
+// links match any).
+type rootName struct{ kind, name string }
+
+// isLinkTarget reports whether episodes of kind are looked up by name.
+func isLinkTarget(kind string) bool {
+	return kind == "Node" || slices.Contains(scaleTargets, kind)
+}
+
+// addOpen makes ep the open episode of its root.
+func (e *Engine) addOpen(ep *episode) {
+	if old, ok := e.open[ep.rootKey]; ok {
+		e.removeOpen(old)
+	}
+	e.open[ep.rootKey] = ep
+	if isLinkTarget(ep.root.Kind) {
+		n := rootName{ep.root.Kind, ep.root.Name}
+		e.named[n] = append(e.named[n], ep)
+	}
+}
+
+// removeOpen takes ep out of the open episodes.
+func (e *Engine) removeOpen(ep *episode) {
+	delete(e.open, ep.rootKey)
+	if !isLinkTarget(ep.root.Kind) {
+		return
+	}
+	n := rootName{ep.root.Kind, ep.root.Name}
+	eps := e.named[n]
+	if i := slices.Index(eps, ep); i >= 0 {
+		eps = slices.Delete(eps, i, i+1)
+	}
+	if len(eps) == 0 {
+		delete(e.named, n)
+		return
+	}
+	e.named[n] = eps
+}
+
 // nodeEpisode returns the root span of the open (or last) episode of a node.
 func (e *Engine) nodeEpisode(node string) (trace.TraceID, trace.SpanID, bool) {
 	var found *episode
-	for _, ep := range e.open {
-		if ep.root.Kind == "Node" && ep.root.Name == node && newer(ep, found) {
+	for _, ep := range e.named[rootName{"Node", node}] {
+		if newer(ep, found) {
 			found = ep
 		}
 	}
@@ -410,8 +456,8 @@ func (e *Engine) nodeEpisode(node string) (trace.TraceID, trace.SpanID, bool) {
 func (e *Engine) targetEpisode(ns, name string) (trace.TraceID, trace.SpanID, bool) {
 	for _, k := range scaleTargets {
 		var found *episode
-		for _, ep := range e.open {
-			if ep.root.Kind == k && ep.root.Namespace == ns && ep.root.Name == name && newer(ep, found) {
+		for _, ep := range e.named[rootName{k, name}] {
+			if ep.root.Namespace == ns && newer(ep, found) {
 				found = ep
 			}
 		}

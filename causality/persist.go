@@ -342,7 +342,7 @@ func (e *Engine) SaveOpen(budget int) ([]byte, []Span, error) {
 		}
 		size += len(b)
 		saved = append(saved, b)
-		delete(e.open, ep.rootKey)
+		e.removeOpen(ep)
 	}
 	out, err := json.Marshal(saved)
 	if err != nil {
@@ -370,7 +370,7 @@ func (e *Engine) RestoreOpen(data []byte) error {
 		if err != nil {
 			return fmt.Errorf("causality: %w", err)
 		}
-		e.open[ep.rootKey] = ep
+		e.addOpen(ep)
 		for i := range ep.causes {
 			e.seq = max(e.seq, ep.causes[i].span.Seq)
 		}
