@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -276,14 +277,20 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 	if hasPrev && prev.gen == gen {
 		seq = prev.seq + 1
 	}
-	key := fmt.Sprintf("%d.%d", gen, seq)
+	// The key is gen.seq, built in a stack buffer (one allocation, not
+	// fmt's several).
+	var buf [64]byte
+	key := strconv.AppendInt(buf[:0], gen, 10)
+	key = append(key, '.')
+	key = strconv.AppendInt(key, int64(seq), 10)
 	if !hasPrev {
 		// A root without a mark (never seen, or forgotten after a day
 		// without episodes) starts its sequence again: the day it opens on
-		// keeps its trace IDs from repeating earlier ones.
-		key += fmt.Sprintf(".d%d", in.Now.Unix()/86400)
+		// (.d<day>) keeps its trace IDs from repeating earlier ones.
+		key = append(key, ".d"...)
+		key = strconv.AppendInt(key, in.Now.Unix()/86400, 10)
 	}
-	ep := newEpisode(e.cfg.ClusterName, root, rk, key, in.Now)
+	ep := newEpisode(e.cfg.ClusterName, root, rk, string(key), in.Now)
 	ep.gen, ep.seq = gen, seq
 	if tp, ok := parseTraceparent(in.RootTraceparent); ok {
 		ep.traceID, ep.remoteParent = tp.TraceID(), tp.SpanID()
