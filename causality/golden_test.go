@@ -31,6 +31,11 @@ func TestGoldenOutputs(t *testing.T) {
 		}
 		d := runFuzzEngine(t, data)
 		writeSpans(h, d.spans)
+		for _, s := range d.spans {
+			if len(s.Attributes) != cap(s.Attributes) {
+				t.Fatalf("%s: %d attributes, capacity %d", s.Name, len(s.Attributes), cap(s.Attributes))
+			}
+		}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != goldenOutputs {
 		t.Errorf("engine outputs changed: digest %s, want %s", got, goldenOutputs)
@@ -87,4 +92,33 @@ func snapshotAndRestore(t *testing.T, h hash.Hash, e *Engine) *Engine {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// Spans go to sinks that export them later, while the engine carves further
+// attribute slices and one-span results from shared slabs: every slice it
+// hands out must be sized exactly and capped, so that neither its own later
+// writes nor a sink's append can reach another span's.
+func TestHandedOutSlicesCapped(t *testing.T) {
+	stream := rolloutStorm(20, 10)
+	e, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(spans []Span) {
+		for i := range spans {
+			if s := &spans[i]; len(s.Attributes) != cap(s.Attributes) {
+				t.Fatalf("%s: %d attributes, capacity %d", s.Name, len(s.Attributes), cap(s.Attributes))
+			}
+		}
+	}
+	for i := range stream {
+		o := stream[i].occurrence()
+		res := e.Observe(Input{Occ: o, Now: o.Observed, RootGeneration: 2})
+		if len(res.Spans) == 1 && cap(res.Spans) != 1 {
+			t.Fatalf("a one-span result with capacity %d", cap(res.Spans))
+		}
+		check(res.Spans)
+		check(e.Advance(o.Observed.Add(time.Duration(i%5) * time.Minute)))
+	}
+	check(e.Flush())
 }
