@@ -327,6 +327,9 @@ func (e *Engine) Advance(now time.Time) []Span {
 			due = append(due, ep)
 		}
 	}
+	if len(due) == 0 {
+		return nil
+	}
 	sortEpisodes(due)
 	out := make([]Span, 0, spanCount(due))
 	for _, ep := range due {
@@ -355,6 +358,9 @@ func (e *Engine) Flush() []Span {
 	all := make([]*episode, 0, len(e.open))
 	for _, ep := range e.open {
 		all = append(all, ep)
+	}
+	if len(all) == 0 {
+		return nil
 	}
 	sortEpisodes(all)
 	out := make([]Span, 0, spanCount(all))
