@@ -118,7 +118,14 @@ type Engine struct {
 	// kind and name, for the links of node and HPA events (a scan of every
 	// open episode per event before); kept in step with open by addOpen
 	// and removeOpen.
-	named    map[rootName][]*episode
+	named map[rootName][]*episode
+	// nextDue, when dueKnown, is no later than the earliest time an open
+	// episode becomes due (idle or too old): an Advance before it has
+	// nothing to close and scans nothing (replay advances per occurrence).
+	// Activity can move a deadline earlier (the clock may step back), so
+	// every change of one goes through noteDeadline.
+	nextDue  time.Time
+	dueKnown bool
 	last     map[string]lastEpisode
 	services map[string]struct{}
 	stats    Stats
@@ -253,6 +260,7 @@ func (e *Engine) Observe(in Input) Result {
 		ep = e.openEpisode(root, rk, in)
 	}
 	ep.lastActive = in.Now
+	e.noteDeadline(ep)
 	ep.events++
 	sp, deferred := ep.add(e, in)
 	switch {
@@ -321,10 +329,16 @@ func (e *Engine) evictOldest(out []Span) []Span {
 
 // Advance closes the episodes that are idle or too old at now.
 func (e *Engine) Advance(now time.Time) []Span {
+	if e.dueKnown && now.Before(e.nextDue) {
+		return nil
+	}
 	var due []*episode
+	e.dueKnown = false
 	for _, ep := range e.open {
 		if now.Sub(ep.lastActive) >= e.cfg.EpisodeIdle || now.Sub(ep.opened) >= e.cfg.EpisodeMax {
 			due = append(due, ep)
+		} else {
+			e.noteDeadline(ep)
 		}
 	}
 	if len(due) == 0 {
@@ -340,6 +354,23 @@ func (e *Engine) Advance(now time.Time) []Span {
 		out = e.close(ep, reason, out)
 	}
 	return out
+}
+
+// deadline is when ep becomes due: idle, or at its maximum age. Before it,
+// now.Sub(lastActive) < EpisodeIdle and now.Sub(opened) < EpisodeMax.
+func (e *Engine) deadline(ep *episode) time.Time {
+	idle, old := ep.lastActive.Add(e.cfg.EpisodeIdle), ep.opened.Add(e.cfg.EpisodeMax)
+	if old.Before(idle) {
+		return old
+	}
+	return idle
+}
+
+// noteDeadline keeps nextDue no later than ep's deadline.
+func (e *Engine) noteDeadline(ep *episode) {
+	if d := e.deadline(ep); !e.dueKnown || d.Before(e.nextDue) {
+		e.nextDue, e.dueKnown = d, true
+	}
 }
 
 // RootDeleted closes the episode of a root object that was deleted.
@@ -427,6 +458,7 @@ func (e *Engine) addOpen(ep *episode) {
 		e.removeOpen(old)
 	}
 	e.open[ep.rootKey] = ep
+	e.noteDeadline(ep)
 	if isLinkTarget(ep.root.Kind) {
 		n := rootName{ep.root.Kind, ep.root.Name}
 		e.named[n] = append(e.named[n], ep)

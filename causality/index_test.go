@@ -28,3 +28,17 @@ func namedIndexError(e *Engine) error {
 	}
 	return nil
 }
+
+// dueBoundError reports an open episode due before the engine's nextDue,
+// which Advance would then miss.
+func dueBoundError(e *Engine) error {
+	if !e.dueKnown {
+		return nil
+	}
+	for _, ep := range e.open {
+		if d := e.deadline(ep); d.Before(e.nextDue) {
+			return fmt.Errorf("episode %s due at %s, before nextDue %s", ep.rootKey, d, e.nextDue)
+		}
+	}
+	return nil
+}
