@@ -31,8 +31,9 @@ type episode struct {
 	order   []string           // object keys in arrival order, for determinism
 	// causes: controller events naming an object they acted on, in arrival
 	// order; deferred (exported at close, stretched to cover the objects
-	// they caused). causesOf indexes them by the object they name: values
-	// in one slice and a list through it, rather than a slice per name.
+	// they caused). causesOf indexes them by the object they name, as a
+	// list threaded through causes (cause.next) rather than a slice per
+	// name.
 	causes   []*cause
 	causesOf map[causeID]causeList
 	// objs and causeVals hold the objects and causes themselves.
