@@ -1,6 +1,9 @@
 package causality
 
-import "fmt"
+import (
+	"fmt"
+	"testing"
+)
 
 // namedIndexError reports how the by-name index of open episodes differs
 // from the open episodes themselves, if it does.
@@ -41,4 +44,24 @@ func dueBoundError(e *Engine) error {
 		}
 	}
 	return nil
+}
+
+func TestParseCauseKey(t *testing.T) {
+	for _, c := range []struct {
+		key, kind, name string
+		want            causeID
+		bad             bool
+	}{
+		{key: "Pod/ns/web-1", kind: "Pod", name: "web-1", want: causeID{"Pod", "ns", "web-1"}},
+		{key: "Pod//web-1", kind: "Pod", name: "web-1", want: causeID{"Pod", "", "web-1"}},
+		{key: "Pod/a/b/c", kind: "Pod", name: "c", want: causeID{"Pod", "a/b", "c"}},
+		{key: "Job/ns/x", kind: "Pod", name: "y", want: causeID{"Job", "ns", "x"}}, // not the target's: split
+		{key: "Pod/x", kind: "Pod", name: "x", bad: true},
+		{key: "", bad: true},
+	} {
+		got, err := parseCauseKey(c.key, c.kind, c.name)
+		if (err != nil) != c.bad || (!c.bad && got != c.want) {
+			t.Errorf("parseCauseKey(%q, %q, %q) = %+v, %v", c.key, c.kind, c.name, got, err)
+		}
+	}
 }
