@@ -3,10 +3,13 @@ package causality
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
@@ -109,8 +112,20 @@ const (
 // Engine assembles occurrences into episodes and spans. It is not safe for
 // concurrent use: one goroutine feeds it, as the watch worker does.
 type Engine struct {
-	cfg      Config
-	open     map[string]*episode // by root key
+	cfg  Config
+	open map[string]*episode // by root key
+	// named indexes the open episodes of nodes and scale targets by root
+	// kind and name, for the links of node and HPA events (a scan of every
+	// open episode per event before); kept in step with open by addOpen
+	// and removeOpen.
+	named map[rootName][]*episode
+	// nextDue, when dueKnown, is no later than the earliest time an open
+	// episode becomes due (idle or too old): an Advance before it has
+	// nothing to close and scans nothing (replay advances per occurrence).
+	// Activity can move a deadline earlier (the clock may step back), so
+	// every change of one goes through noteDeadline.
+	nextDue  time.Time
+	dueKnown bool
 	last     map[string]lastEpisode
 	services map[string]struct{}
 	stats    Stats
@@ -119,7 +134,25 @@ type Engine struct {
 	// entries leave with their pod's episode.
 	podNodes map[string]string
 	seq      uint64
+	// names caches event span names (kind.reason), bounded by
+	// maxSpanNames: building them was an allocation per occurrence.
+	names map[spanNameKey]string
+	// attrSlab and spanSlab are carved into the attribute slices of event
+	// spans exported at once and the one-span Spans of Results: one
+	// allocation for many occurrences. Each piece handed out is capped and
+	// never written again by the engine, so sinks own it (spans are exported
+	// asynchronously); a slab is freed when its last span is.
+	attrSlab []attribute.KeyValue
+	spanSlab []Span
+	scratch  finishScratch
 }
+
+// Slab sizes: enough occurrences per allocation to make it rare, small
+// enough that a few spans still queued for export pin little memory.
+const (
+	attrSlabLen = 512 // attributes, 32 KiB; an event span has about 20
+	spanSlabLen = 64  // spans, 13 KiB
+)
 
 func (e *Engine) nextSeq() uint64 {
 	e.seq++
@@ -143,9 +176,11 @@ func New(cfg Config) (*Engine, error) {
 	return &Engine{
 		cfg:      cfg.withDefaults(),
 		open:     map[string]*episode{},
+		named:    map[rootName][]*episode{},
 		last:     map[string]lastEpisode{},
 		services: map[string]struct{}{},
 		podNodes: map[string]string{},
+		names:    map[spanNameKey]string{},
 		stats:    Stats{EpisodesClosed: map[string]uint64{}},
 	}, nil
 }
@@ -209,7 +244,8 @@ func (e *Engine) Observe(in Input) Result {
 		reason = CloseNewRun
 	}
 	if reason != "" {
-		out = e.close(ep, reason, out)
+		// Room for the closed episode's spans and the occurrence's own.
+		out = e.close(ep, reason, make([]Span, 0, ep.spanCount()+1))
 		ep = nil
 	}
 	if ep != nil && ep.gen == 0 {
@@ -224,9 +260,14 @@ func (e *Engine) Observe(in Input) Result {
 		ep = e.openEpisode(root, rk, in)
 	}
 	ep.lastActive = in.Now
+	e.noteDeadline(ep)
 	ep.events++
 	sp, deferred := ep.add(e, in)
-	if !deferred {
+	switch {
+	case deferred:
+	case out == nil:
+		out = e.oneSpan(sp)
+	default:
 		out = append(out, sp)
 	}
 	return Result{TraceID: ep.traceID, SpanID: sp.SpanID, Spans: out}
@@ -244,14 +285,20 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 	if hasPrev && prev.gen == gen {
 		seq = prev.seq + 1
 	}
-	key := fmt.Sprintf("%d.%d", gen, seq)
+	// The key is gen.seq, built in a stack buffer (one allocation, not
+	// fmt's several).
+	var buf [64]byte
+	key := strconv.AppendInt(buf[:0], gen, 10)
+	key = append(key, '.')
+	key = strconv.AppendInt(key, int64(seq), 10)
 	if !hasPrev {
 		// A root without a mark (never seen, or forgotten after a day
 		// without episodes) starts its sequence again: the day it opens on
-		// keeps its trace IDs from repeating earlier ones.
-		key += fmt.Sprintf(".d%d", in.Now.Unix()/86400)
+		// (.d<day>) keeps its trace IDs from repeating earlier ones.
+		key = append(key, ".d"...)
+		key = strconv.AppendInt(key, in.Now.Unix()/86400, 10)
 	}
-	ep := newEpisode(e.cfg.ClusterName, root, rk, key, in.Now)
+	ep := newEpisode(e.cfg.ClusterName, root, rk, string(key), in.Now)
 	ep.gen, ep.seq = gen, seq
 	if tp, ok := parseTraceparent(in.RootTraceparent); ok {
 		ep.traceID, ep.remoteParent = tp.TraceID(), tp.SpanID()
@@ -259,7 +306,7 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 	if hasPrev {
 		ep.links = append(ep.links, Link{TraceID: prev.traceID, SpanID: prev.rootID})
 	}
-	e.open[rk] = ep
+	e.addOpen(ep)
 	e.stats.EpisodesOpened++
 	return ep
 }
@@ -282,14 +329,23 @@ func (e *Engine) evictOldest(out []Span) []Span {
 
 // Advance closes the episodes that are idle or too old at now.
 func (e *Engine) Advance(now time.Time) []Span {
+	if e.dueKnown && now.Before(e.nextDue) {
+		return nil
+	}
 	var due []*episode
+	e.dueKnown = false
 	for _, ep := range e.open {
 		if now.Sub(ep.lastActive) >= e.cfg.EpisodeIdle || now.Sub(ep.opened) >= e.cfg.EpisodeMax {
 			due = append(due, ep)
+		} else {
+			e.noteDeadline(ep)
 		}
 	}
+	if len(due) == 0 {
+		return nil
+	}
 	sortEpisodes(due)
-	var out []Span
+	out := make([]Span, 0, spanCount(due))
 	for _, ep := range due {
 		reason := CloseIdle
 		if now.Sub(ep.opened) >= e.cfg.EpisodeMax {
@@ -298,6 +354,23 @@ func (e *Engine) Advance(now time.Time) []Span {
 		out = e.close(ep, reason, out)
 	}
 	return out
+}
+
+// deadline is when ep becomes due: idle, or at its maximum age. Before it,
+// now.Sub(lastActive) < EpisodeIdle and now.Sub(opened) < EpisodeMax.
+func (e *Engine) deadline(ep *episode) time.Time {
+	idle, old := ep.lastActive.Add(e.cfg.EpisodeIdle), ep.opened.Add(e.cfg.EpisodeMax)
+	if old.Before(idle) {
+		return old
+	}
+	return idle
+}
+
+// noteDeadline keeps nextDue no later than ep's deadline.
+func (e *Engine) noteDeadline(ep *episode) {
+	if d := e.deadline(ep); !e.dueKnown || d.Before(e.nextDue) {
+		e.nextDue, e.dueKnown = d, true
+	}
 }
 
 // RootDeleted closes the episode of a root object that was deleted.
@@ -317,12 +390,25 @@ func (e *Engine) Flush() []Span {
 	for _, ep := range e.open {
 		all = append(all, ep)
 	}
+	if len(all) == 0 {
+		return nil
+	}
 	sortEpisodes(all)
-	var out []Span
+	out := make([]Span, 0, spanCount(all))
 	for _, ep := range all {
 		out = e.close(ep, CloseFlush, out)
 	}
 	return out
+}
+
+// spanCount is at most how many spans closing eps returns: sized once, the
+// slice of a Flush is not copied over and over as it grows.
+func spanCount(eps []*episode) int {
+	n := 0
+	for _, ep := range eps {
+		n += ep.spanCount()
+	}
+	return n
 }
 
 func sortEpisodes(eps []*episode) {
@@ -335,10 +421,10 @@ func sortEpisodes(eps []*episode) {
 }
 
 func (e *Engine) close(ep *episode, reason string, out []Span) []Span {
-	delete(e.open, ep.rootKey)
+	e.removeOpen(ep)
 	e.last[ep.rootKey] = lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq, closed: ep.lastActive}
 	e.stats.EpisodesClosed[reason]++
-	return append(out, ep.finish(e, reason)...)
+	return ep.finish(e, reason, out)
 }
 
 // service bounds the service.name values: the first MaxServices distinct
@@ -357,11 +443,51 @@ func (e *Engine) service(name string) string {
 	return name
 }
 
+// rootName is the kind and name of an episode's root (namespace aside: node
+// links match any).
+type rootName struct{ kind, name string }
+
+// isLinkTarget reports whether episodes of kind are looked up by name.
+func isLinkTarget(kind string) bool {
+	return kind == "Node" || slices.Contains(scaleTargets, kind)
+}
+
+// addOpen makes ep the open episode of its root.
+func (e *Engine) addOpen(ep *episode) {
+	if old, ok := e.open[ep.rootKey]; ok {
+		e.removeOpen(old)
+	}
+	e.open[ep.rootKey] = ep
+	e.noteDeadline(ep)
+	if isLinkTarget(ep.root.Kind) {
+		n := rootName{ep.root.Kind, ep.root.Name}
+		e.named[n] = append(e.named[n], ep)
+	}
+}
+
+// removeOpen takes ep out of the open episodes.
+func (e *Engine) removeOpen(ep *episode) {
+	delete(e.open, ep.rootKey)
+	if !isLinkTarget(ep.root.Kind) {
+		return
+	}
+	n := rootName{ep.root.Kind, ep.root.Name}
+	eps := e.named[n]
+	if i := slices.Index(eps, ep); i >= 0 {
+		eps = slices.Delete(eps, i, i+1)
+	}
+	if len(eps) == 0 {
+		delete(e.named, n)
+		return
+	}
+	e.named[n] = eps
+}
+
 // nodeEpisode returns the root span of the open (or last) episode of a node.
 func (e *Engine) nodeEpisode(node string) (trace.TraceID, trace.SpanID, bool) {
 	var found *episode
-	for _, ep := range e.open {
-		if ep.root.Kind == "Node" && ep.root.Name == node && newer(ep, found) {
+	for _, ep := range e.named[rootName{"Node", node}] {
+		if newer(ep, found) {
 			found = ep
 		}
 	}
@@ -375,8 +501,8 @@ func (e *Engine) nodeEpisode(node string) (trace.TraceID, trace.SpanID, bool) {
 func (e *Engine) targetEpisode(ns, name string) (trace.TraceID, trace.SpanID, bool) {
 	for _, k := range scaleTargets {
 		var found *episode
-		for _, ep := range e.open {
-			if ep.root.Kind == k && ep.root.Namespace == ns && ep.root.Name == name && newer(ep, found) {
+		for _, ep := range e.named[rootName{k, name}] {
+			if ep.root.Namespace == ns && newer(ep, found) {
 				found = ep
 			}
 		}
@@ -409,4 +535,58 @@ func (e *Engine) rememberPodNode(pod, node string) {
 		clear(e.podNodes)
 	}
 	e.podNodes[pod] = node
+}
+
+// oneSpan returns a slice holding just sp, carved from spanSlab. Its
+// capacity is one: a caller's append copies instead of overwriting the
+// next Result's span.
+func (e *Engine) oneSpan(sp Span) []Span {
+	if len(e.spanSlab) == cap(e.spanSlab) {
+		e.spanSlab = make([]Span, 0, spanSlabLen)
+	}
+	n := len(e.spanSlab)
+	e.spanSlab = append(e.spanSlab, sp)
+	return e.spanSlab[n : n+1 : n+1]
+}
+
+// eventAttrBuf returns an empty slice with room for exactly the attributes
+// of o's event span. Spans exported at once take it from attrSlab; deferred
+// ones (causes, kept until their episode closes, up to EpisodeMax) get their
+// own, so that they do not pin a slab of long-exported spans.
+func (e *Engine) eventAttrBuf(o *convert.Occurrence, deferred bool) []attribute.KeyValue {
+	n := eventAttrCount(o)
+	if deferred || n > attrSlabLen/4 {
+		return make([]attribute.KeyValue, 0, n)
+	}
+	if cap(e.attrSlab)-len(e.attrSlab) < n {
+		e.attrSlab = make([]attribute.KeyValue, 0, attrSlabLen)
+	}
+	start := len(e.attrSlab)
+	e.attrSlab = e.attrSlab[:start+n]
+	return e.attrSlab[start : start : start+n]
+}
+
+// spanNameKey is what an event span's name is made of.
+type spanNameKey struct{ kind, reason string }
+
+// maxSpanNames bounds the name cache: reasons are free text any controller
+// may set. Past it the cache starts afresh.
+const maxSpanNames = 4096
+
+// spanName is kind.reason ("Event" for no kind), cached.
+func (e *Engine) spanName(kind, reason string) string {
+	if kind == "" {
+		kind = "Event"
+	}
+	if name, ok := e.names[spanNameKey{kind, reason}]; ok {
+		return name
+	}
+	if len(e.names) >= maxSpanNames {
+		clear(e.names)
+	}
+	name := kind + "." + reason
+	// The key's strings are cut from the name: no second allocation, and
+	// the cache never pins the buffers the occurrence's strings point into.
+	e.names[spanNameKey{name[:len(kind)], name[len(kind)+1:]}] = name
+	return name
 }

@@ -1,7 +1,6 @@
 package causality
 
 import (
-	"sort"
 	"strconv"
 	"time"
 
@@ -30,10 +29,16 @@ type episode struct {
 
 	objects map[string]*object // by object key (UID)
 	order   []string           // object keys in arrival order, for determinism
-	// causes: controller events naming an object they acted on, by
-	// kind/namespace/name; deferred (exported at close, stretched to cover
-	// the objects they caused).
-	causes map[string][]*cause
+	// causes: controller events naming an object they acted on, in arrival
+	// order; deferred (exported at close, stretched to cover the objects
+	// they caused). causesOf indexes them by the object they name, as a
+	// list threaded through causes (cause.next) rather than a slice per
+	// name.
+	causes   []*cause
+	causesOf map[causeID]causeList
+	// objs and causeVals hold the objects and causes themselves.
+	objs      chunks[object]
+	causeVals chunks[cause]
 	// objectsOver counts objects past MaxObjectsPerEpisode (attached to root).
 	objectsOver int
 	// ids seeds the span IDs: the trace ID derived from cluster, root and
@@ -46,6 +51,7 @@ type episode struct {
 type object struct {
 	ref      convert.Ref
 	key      string
+	idx      int // position in the episode's order
 	id       trace.SpanID
 	owner    string    // key of its owner in the chain ("" for the root)
 	first    time.Time // earliest occurrence about it or its descendants
@@ -60,6 +66,44 @@ type cause struct {
 	span   Span
 	target actedOn
 	obj    string // key of the regarding object (the span's parent)
+	id     causeID
+	next   int // index of the next cause naming the same object, -1 none
+}
+
+// causeID is the object a cause names: kind, namespace and name.
+type causeID struct{ kind, ns, name string }
+
+// key is the name as checkpoints store it (and as causes were once filed).
+func (id causeID) key() string { return id.kind + "/" + id.ns + "/" + id.name }
+
+// causeList is the first and last of the causes naming one object.
+type causeList struct{ first, last int }
+
+// causesNaming calls f with the index of each cause naming id, in arrival
+// order, until f returns false.
+func (ep *episode) causesNaming(id causeID, f func(int) bool) {
+	l, ok := ep.causesOf[id]
+	for i := l.first; ok && i >= 0; i = ep.causes[i].next {
+		if !f(i) {
+			return
+		}
+	}
+}
+
+// addCause appends c to the causes naming id.
+func (ep *episode) addCause(id causeID, c cause) {
+	c.id, c.next = id, -1
+	n := len(ep.causes)
+	ep.causes = append(ep.causes, ep.causeVals.new(c))
+	if l, ok := ep.causesOf[id]; ok {
+		ep.causes[l.last].next = n
+		ep.causesOf[id] = causeList{l.first, n}
+		return
+	}
+	if ep.causesOf == nil {
+		ep.causesOf = map[causeID]causeList{}
+	}
+	ep.causesOf[id] = causeList{n, n}
 }
 
 func newEpisode(cluster string, root convert.Ref, rk, key string, now time.Time) *episode {
@@ -69,11 +113,12 @@ func newEpisode(cluster string, root convert.Ref, rk, key string, now time.Time)
 		traceID: tid, ids: tid, rootID: objectSpanID(tid, rk),
 		opened: now, lastActive: now,
 		objects: map[string]*object{},
-		causes:  map[string][]*cause{},
 	}
 }
 
-func causeKey(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
+// spanCount is at most how many spans finish returns: one per object and
+// per cause.
+func (ep *episode) spanCount() int { return len(ep.order) + len(ep.causes) }
 
 // objectFor returns (creating) the object span state for chain[i] and its
 // owners up to the root.
@@ -95,7 +140,7 @@ func (ep *episode) objectFor(e *Engine, chain []convert.Ref, i int, at time.Time
 		e.stats.ObjectsOverLimit++
 		return ep.objectFor(e, chain, len(chain)-1, at)
 	}
-	obj := &object{key: k, id: objectSpanID(ep.ids, k), first: at, start: at, end: at}
+	obj := ep.objs.new(object{key: k, id: objectSpanID(ep.ids, k), first: at, start: at, end: at})
 	if k == ep.rootKey {
 		obj.ref = ep.root
 		obj.id = ep.rootID
@@ -107,6 +152,8 @@ func (ep *episode) objectFor(e *Engine, chain []convert.Ref, i int, at time.Time
 			obj.owner = owner.key
 		}
 	}
+	// Owners were added first (above): the object's place is known now.
+	obj.idx = len(ep.order)
 	ep.objects[k] = obj
 	ep.order = append(ep.order, k)
 	return obj
@@ -139,17 +186,18 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 	if ep.trigger == "" {
 		ep.trigger = o.Reason
 	}
+	target, isCause := parseActedOn(o.Regarding.Kind, o.Reason, o.Note)
 	sp := Span{
 		TraceID:    ep.traceID,
 		SpanID:     eventSpanID(ep.ids, o.EventUID, o.Count),
 		Parent:     obj.id,
-		Name:       spanName(o.Regarding.Kind, o.Reason),
+		Name:       e.spanName(o.Regarding.Kind, o.Reason),
 		Kind:       KindEvent,
 		Start:      at,
 		End:        at,
 		Seq:        e.nextSeq(),
 		Service:    e.service(o.ReportingController),
-		Attributes: eventAttributes(o),
+		Attributes: eventAttributes(o, e.eventAttrBuf(o, isCause)),
 	}
 	if o.Type == "Warning" {
 		sp.Error, sp.StatusMessage = true, o.Note
@@ -176,16 +224,17 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 			sp.Links = append(sp.Links, Link{TraceID: tid, SpanID: sid, Attributes: []attribute.KeyValue{attribute.String("link.reason", "scale_target")}})
 		}
 	}
-	if target, ok := parseActedOn(o.Regarding.Kind, o.Reason, o.Note); ok {
-		ns := o.Regarding.Namespace
-		k := causeKey(target.kind, ns, target.name)
-		for _, c := range ep.causes[k] {
-			if c.span.SpanID == sp.SpanID {
-				// The same occurrence again (re-read after a restart).
-				return sp, true
-			}
+	if isCause {
+		id := causeID{target.kind, o.Regarding.Namespace, target.name}
+		again := false
+		ep.causesNaming(id, func(i int) bool {
+			// The same occurrence again (re-read after a restart)?
+			again = ep.causes[i].span.SpanID == sp.SpanID
+			return !again
+		})
+		if !again {
+			ep.addCause(id, cause{span: sp, target: target, obj: obj.key})
 		}
-		ep.causes[k] = append(ep.causes[k], &cause{span: sp, target: target, obj: obj.key})
 		return sp, true
 	}
 	return sp, false
@@ -203,11 +252,9 @@ func (ep *episode) hasOtherRun(o *convert.Occurrence) bool {
 			return true
 		}
 	}
-	for _, cs := range ep.causes {
-		for _, c := range cs {
-			if c.target.kind == "Job" && c.target.create && c.target.name != target.name {
-				return true
-			}
+	for i := range ep.causes {
+		if c := ep.causes[i]; c.target.kind == "Job" && c.target.create && c.target.name != target.name {
+			return true
 		}
 	}
 	return false
@@ -231,233 +278,24 @@ func acyclic(chain []convert.Ref, rootKey string) []convert.Ref {
 	return chain
 }
 
-func spanName(kind, reason string) string {
-	if kind == "" {
-		kind = "Event"
+// eventAttrCount is the number of attributes eventAttributes gives o, so
+// that their slice is sized once, exactly.
+func eventAttrCount(o *convert.Occurrence) int {
+	n := 4
+	for _, s := range [...]string{o.Note, o.Namespace, o.Regarding.FieldPath, o.SourceHost, o.ReportingInstance} {
+		if s != "" {
+			n++
+		}
 	}
-	return kind + "." + reason
+	if o.Regarding.Kind != "" {
+		n += 2
+	}
+	return n + chainAttrCount(o.Chain)
 }
 
-// node of the span tree built at close.
-type treeNode struct {
-	span     *Span
-	children []*treeNode
-}
-
-// finish builds the episode's tree, decides the parents of object spans,
-// stretches parents over their children and returns the spans to export:
-// object and root spans, and the deferred controller event spans.
-func (ep *episode) finish(e *Engine, reason string) []Span {
-	spans := map[trace.SpanID]*treeNode{}
-	objSpan := func(o *object) *Span {
-		name := o.ref.Kind + " " + o.ref.Name
-		if o.ref.Kind == "" {
-			name = "Event " + o.ref.Name
-		}
-		return &Span{
-			TraceID: ep.traceID, SpanID: o.id, Name: name, Kind: KindObject,
-			Start: o.start, End: o.end, Service: e.cfg.BridgeService,
-			Attributes: objectAttributes(o, ep, reason),
-		}
-	}
-	for _, k := range ep.order {
-		o := ep.objects[k]
-		sp := objSpan(o)
-		if k == ep.rootKey {
-			sp.Kind = KindRoot
-			sp.Parent = ep.remoteParent
-			sp.Remote = ep.remoteParent.IsValid()
-			sp.Links = ep.links
-		}
-		spans[sp.SpanID] = &treeNode{span: sp}
-	}
-	// Causes hang under their regarding object.
-	var causeKeys []string
-	for k := range ep.causes {
-		causeKeys = append(causeKeys, k)
-	}
-	sort.Strings(causeKeys)
-	for _, k := range causeKeys {
-		for _, c := range ep.causes[k] {
-			sp := c.span
-			spans[sp.SpanID] = &treeNode{span: &sp}
-		}
-	}
-	parentOf := map[trace.SpanID]trace.SpanID{}
-	causeOf := ep.assignCauses()
-	via := map[string]string{} // object → the object of the cause it hangs under
-	for _, k := range ep.order {
-		o := ep.objects[k]
-		if k == ep.rootKey {
-			continue
-		}
-		parent := ep.rootID
-		if owner, ok := ep.objects[o.owner]; ok {
-			parent = owner.id
-		}
-		if c := causeOf[k]; c != nil && !ep.descends(c.obj, k, via) {
-			parent = c.span.SpanID
-			via[k] = c.obj
-		}
-		parentOf[o.id] = parent
-	}
-	for _, cs := range ep.causes {
-		for _, c := range cs {
-			parentOf[c.span.SpanID] = ep.objects[c.obj].id
-		}
-	}
-	for id, p := range parentOf {
-		n, pn := spans[id], spans[p]
-		if n == nil || pn == nil {
-			continue
-		}
-		n.span.Parent = p
-		pn.children = append(pn.children, n)
-	}
-	root := spans[ep.rootID]
-	stretch(root)
-	out := make([]Span, 0, len(spans))
-	walk(root, func(n *treeNode) { out = append(out, *n.span) })
-	return out
-}
-
-// assignCauses picks, for every object named by controller events, the event
-// that brought it into the episode: the first such event (DESIGN.md). Objects
-// are keyed by UID, so when a name is reused within an episode (a StatefulSet
-// pod deleted and recreated) its incarnations, in order of their first
-// occurrence, take the naming events in order: the old pod its delete, the new
-// one its create. Kubelets stamp events in whole seconds, hence a second of
-// slack when comparing times.
-func (ep *episode) assignCauses() map[string]*cause {
-	byName := map[string][]*object{}
-	for _, k := range ep.order {
-		o := ep.objects[k]
-		if k == ep.rootKey {
-			continue
-		}
-		ck := causeKey(o.ref.Kind, o.ref.Namespace, o.ref.Name)
-		if len(ep.causes[ck]) > 0 {
-			byName[ck] = append(byName[ck], o)
-		}
-	}
-	out := map[string]*cause{}
-	for ck, objs := range byName {
-		cs := append([]*cause(nil), ep.causes[ck]...)
-		sort.SliceStable(cs, func(i, j int) bool {
-			if !cs[i].span.Start.Equal(cs[j].span.Start) {
-				return cs[i].span.Start.Before(cs[j].span.Start)
-			}
-			return cs[i].span.Seq < cs[j].span.Seq
-		})
-		sort.SliceStable(objs, func(i, j int) bool {
-			if !objs[i].first.Equal(objs[j].first) {
-				return objs[i].first.Before(objs[j].first)
-			}
-			return objs[i].key < objs[j].key
-		})
-		claimed := make([]bool, len(cs))
-		for _, o := range objs {
-			limit := o.first.Add(time.Second)
-			pick := -1
-			for i, c := range cs {
-				if claimed[i] || c.span.Start.After(limit) {
-					continue
-				}
-				if !c.target.create && createdBy(cs, claimed, i, o.first) {
-					// Deleted, then created again before this object was
-					// first seen: the delete was of its predecessor.
-					continue
-				}
-				pick = i
-				break
-			}
-			if pick < 0 {
-				for i := range cs {
-					if !claimed[i] {
-						pick = i
-						break
-					}
-				}
-			}
-			if pick < 0 {
-				pick = 0
-			}
-			claimed[pick] = true
-			out[o.key] = cs[pick]
-		}
-	}
-	return out
-}
-
-// createdBy reports whether an unclaimed create cause after cs[i] came at or
-// before t.
-func createdBy(cs []*cause, claimed []bool, i int, t time.Time) bool {
-	for j := i + 1; j < len(cs); j++ {
-		if !claimed[j] && cs[j].target.create && !cs[j].span.Start.After(t) {
-			return true
-		}
-	}
-	return false
-}
-
-// descends reports whether object a is k or below it in the tree as built so
-// far (owners, and the causes already chosen in via), so that a cause
-// regarding a descendant of k never becomes k's parent (cycle). A path
-// longer than the episode has objects is a cycle already: it counts as yes.
-func (ep *episode) descends(a, k string, via map[string]string) bool {
-	for i := 0; i <= len(ep.objects) && a != ""; i++ {
-		if a == k {
-			return true
-		}
-		if next, ok := via[a]; ok {
-			a = next
-			continue
-		}
-		o, ok := ep.objects[a]
-		if !ok {
-			return false
-		}
-		a = o.owner
-	}
-	return a != ""
-}
-
-// stretch makes every span cover its children (start = earliest, end =
-// latest), bottom-up, and orders children by start time.
-func stretch(n *treeNode) (time.Time, time.Time) {
-	start, end := n.span.Start, n.span.End
-	for _, c := range n.children {
-		s, e := stretch(c)
-		if s.Before(start) {
-			start = s
-		}
-		if e.After(end) {
-			end = e
-		}
-	}
-	n.span.Start, n.span.End = start, end
-	sort.SliceStable(n.children, func(i, j int) bool {
-		a, b := n.children[i].span, n.children[j].span
-		if !a.Start.Equal(b.Start) {
-			return a.Start.Before(b.Start)
-		}
-		return a.Seq < b.Seq
-	})
-	return start, end
-}
-
-func walk(n *treeNode, f func(*treeNode)) {
-	if n == nil {
-		return
-	}
-	f(n)
-	for _, c := range n.children {
-		walk(c, f)
-	}
-}
-
-func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 12+2*len(o.Chain))
+// eventAttributes appends the attributes of o's event span to attrs (which
+// has room for them: see eventAttrCount).
+func eventAttributes(o *convert.Occurrence, attrs []attribute.KeyValue) []attribute.KeyValue {
 	attrs = append(attrs,
 		attribute.String("k8s.event.reason", o.Reason),
 		attribute.String("k8s.event.uid", o.EventUID),
@@ -483,6 +321,20 @@ func eventAttributes(o *convert.Occurrence) []attribute.KeyValue {
 		attrs = append(attrs, attribute.String("k8s.event.reporting_instance", o.ReportingInstance))
 	}
 	return appendChain(attrs, o.Chain)
+}
+
+// chainAttrCount is the number of attributes appendChain adds for chain.
+func chainAttrCount(chain []convert.Ref) int {
+	n := 0
+	for i := range chain {
+		if _, ok := semconvKeys[chain[i].Kind]; ok {
+			n++
+			if chain[i].UID != "" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // appendChain adds the stable semconv k8s.<kind>.name/uid of each object.
@@ -511,11 +363,34 @@ var semconvKeys = func() map[string]struct{ name, uid attribute.Key } {
 	return m
 }()
 
-func objectAttributes(o *object, ep *episode, reason string) []attribute.KeyValue {
-	attrs := []attribute.KeyValue{
+// objectAttrCount is the number of attributes objectAttributes gives o.
+func objectAttrCount(o *object, ep *episode) int {
+	n := 4 + chainAttrCount([]convert.Ref{o.ref})
+	if o.ref.UID != "" {
+		n++
+	}
+	if o.ref.Namespace != "" {
+		n++
+	}
+	if o.key == ep.rootKey {
+		n += 5
+		if ep.gen > 0 {
+			n++
+		}
+		if ep.objectsOver > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// objectAttributes appends the attributes of o's span to attrs (which has
+// room for them: see objectAttrCount).
+func objectAttributes(o *object, ep *episode, reason string, attrs []attribute.KeyValue) []attribute.KeyValue {
+	attrs = append(attrs,
 		attribute.String("k8s.object.kind", o.ref.Kind),
 		attribute.String("k8s.object.name", o.ref.Name),
-	}
+	)
 	if o.ref.UID != "" {
 		attrs = append(attrs, attribute.String("k8s.object.uid", o.ref.UID))
 	}

@@ -1,6 +1,7 @@
 package causality
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -250,6 +251,9 @@ func runFuzzEngine(t *testing.T, data []byte) *driver {
 		}
 		if n := d.e.Stats().OpenEpisodes; n > maxOpen {
 			t.Fatalf("step %d: %d open episodes, limit %d", step, n, maxOpen)
+		}
+		if err := errors.Join(namedIndexError(d.e), dueBoundError(d.e)); err != nil {
+			t.Fatalf("step %d: %v", step, err)
 		}
 		if n := len(d.e.podNodes); n > maxOpen*cfg.MaxObjectsPerEpisode {
 			t.Fatalf("step %d: %d pod nodes remembered", step, n)

@@ -58,6 +58,10 @@ func eventSpanID(tid trace.TraceID, eventUID string, count int32) trace.SpanID {
 // parseTraceparent reads a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>").
 func parseTraceparent(s string) (trace.SpanContext, bool) {
 	s = strings.TrimSpace(s)
+	if s == "" {
+		// Most roots have none: no need to split nothing into a slice.
+		return trace.SpanContext{}, false
+	}
 	parts := strings.Split(s, "-")
 	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" {
 		return trace.SpanContext{}, false

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -191,20 +192,36 @@ func (ep *episode) save() savedOpen {
 		s.Objects = append(s.Objects, savedObject{Ref: saveRef(o.ref), Key: o.key, ID: o.id.String(), Owner: o.owner,
 			First: o.first, Start: o.start, End: o.end, Events: o.events, Warnings: o.warnings})
 	}
-	keys := make([]string, 0, len(ep.causes))
-	for k := range ep.causes {
-		keys = append(keys, k)
+	// By name, then in arrival order (the order causes were kept in).
+	order := make([]int, len(ep.causes))
+	for i := range order {
+		order[i] = i
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, c := range ep.causes[k] {
-			sp := c.span
-			s.Causes = append(s.Causes, savedCause{Key: k, Kind: c.target.kind, Name: c.target.name, Create: c.target.create, Obj: c.obj,
-				Span: savedSpan{SpanID: sp.SpanID.String(), Parent: hexOrEmpty(sp.Parent), Name: sp.Name, Start: sp.Start, End: sp.End,
-					Error: sp.Error, Status: sp.StatusMessage, Service: sp.Service, Attrs: saveAttrs(sp.Attributes), Links: saveLinks(sp.Links), Seq: sp.Seq}})
-		}
+	sort.SliceStable(order, func(i, j int) bool { return ep.causes[order[i]].id.key() < ep.causes[order[j]].id.key() })
+	for _, i := range order {
+		c := ep.causes[i]
+		sp := c.span
+		s.Causes = append(s.Causes, savedCause{Key: c.id.key(), Kind: c.target.kind, Name: c.target.name, Create: c.target.create, Obj: c.obj,
+			Span: savedSpan{SpanID: sp.SpanID.String(), Parent: hexOrEmpty(sp.Parent), Name: sp.Name, Start: sp.Start, End: sp.End,
+				Error: sp.Error, Status: sp.StatusMessage, Service: sp.Service, Attrs: saveAttrs(sp.Attributes), Links: saveLinks(sp.Links), Seq: sp.Seq}})
 	}
 	return s
+}
+
+// parseCauseKey reads a saved cause's name, kind/namespace/name: around its
+// target's kind and name as the engine writes it, else split at the first
+// and last slash.
+func parseCauseKey(key, kind, name string) (causeID, error) {
+	if rest, ok := strings.CutPrefix(key, kind+"/"); ok {
+		if ns, ok := strings.CutSuffix(rest, "/"+name); ok {
+			return causeID{kind, ns, name}, nil
+		}
+	}
+	i, j := strings.IndexByte(key, '/'), strings.LastIndexByte(key, '/')
+	if i < 0 || i == j {
+		return causeID{}, fmt.Errorf("bad cause key %q", key)
+	}
+	return causeID{key[:i], key[i+1 : j], key[j+1:]}, nil
 }
 
 func loadEpisode(s savedOpen) (*episode, error) {
@@ -213,7 +230,7 @@ func loadEpisode(s savedOpen) (*episode, error) {
 	}
 	ep := &episode{root: s.Root.ref(), rootKey: s.RootKey, key: s.Key, gen: s.Gen, seq: s.Seq,
 		opened: s.Opened, lastActive: s.LastActive, events: s.Events, warnings: s.Warnings, trigger: s.Trigger,
-		objectsOver: s.ObjectsOver, objects: map[string]*object{}, causes: map[string][]*cause{}}
+		objectsOver: s.ObjectsOver, objects: map[string]*object{}}
 	var err error
 	if ep.traceID, err = trace.TraceIDFromHex(s.TraceID); err != nil {
 		return bad(err)
@@ -235,8 +252,8 @@ func loadEpisode(s savedOpen) (*episode, error) {
 		if err != nil {
 			return bad(err)
 		}
-		ep.objects[so.Key] = &object{ref: so.Ref.ref(), key: so.Key, id: id, owner: so.Owner, first: so.First,
-			start: so.Start, end: so.End, events: so.Events, warnings: so.Warnings}
+		ep.objects[so.Key] = ep.objs.new(object{ref: so.Ref.ref(), key: so.Key, idx: len(ep.order), id: id, owner: so.Owner, first: so.First,
+			start: so.Start, end: so.End, events: so.Events, warnings: so.Warnings})
 		ep.order = append(ep.order, so.Key)
 	}
 	if _, ok := ep.objects[ep.rootKey]; !ok {
@@ -261,7 +278,11 @@ func loadEpisode(s savedOpen) (*episode, error) {
 		sp := Span{TraceID: ep.traceID, SpanID: id, Parent: parent, Name: sc.Span.Name, Kind: KindEvent,
 			Start: sc.Span.Start, End: sc.Span.End, Error: sc.Span.Error, StatusMessage: sc.Span.Status,
 			Service: sc.Span.Service, Attributes: loadAttrs(sc.Span.Attrs), Links: links, Seq: sc.Span.Seq}
-		ep.causes[sc.Key] = append(ep.causes[sc.Key], &cause{span: sp, target: actedOn{kind: sc.Kind, name: sc.Name, create: sc.Create}, obj: sc.Obj})
+		cid, err := parseCauseKey(sc.Key, sc.Kind, sc.Name)
+		if err != nil {
+			return bad(err)
+		}
+		ep.addCause(cid, cause{span: sp, target: actedOn{kind: sc.Kind, name: sc.Name, create: sc.Create}, obj: sc.Obj})
 	}
 	return ep, nil
 }
@@ -321,7 +342,7 @@ func (e *Engine) SaveOpen(budget int) ([]byte, []Span, error) {
 		}
 		size += len(b)
 		saved = append(saved, b)
-		delete(e.open, ep.rootKey)
+		e.removeOpen(ep)
 	}
 	out, err := json.Marshal(saved)
 	if err != nil {
@@ -349,13 +370,9 @@ func (e *Engine) RestoreOpen(data []byte) error {
 		if err != nil {
 			return fmt.Errorf("causality: %w", err)
 		}
-		e.open[ep.rootKey] = ep
-		for _, c := range ep.causes {
-			for _, x := range c {
-				if x.span.Seq > e.seq {
-					e.seq = x.span.Seq
-				}
-			}
+		e.addOpen(ep)
+		for i := range ep.causes {
+			e.seq = max(e.seq, ep.causes[i].span.Seq)
 		}
 	}
 	return nil
