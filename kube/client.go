@@ -50,7 +50,9 @@ type Options struct {
 	// own connection whose reads are coalesced: after a read that emptied
 	// the socket, the next waits until EventsReadDelay has passed (see
 	// coalescingConn). It bounds the wake-ups per second the Events watch
-	// causes, for at most that much more delivery lag.
+	// causes, for at most that much more delivery lag. It has no effect
+	// when the rest.Config brings its own Transport (there is no dial to
+	// wrap).
 	EventsReadDelay time.Duration
 }
 
