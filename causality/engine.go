@@ -235,7 +235,11 @@ func (e *Engine) Observe(in Input) Result {
 	reason := ""
 	switch {
 	case ep == nil:
-	case in.RootGeneration > ep.gen && ep.gen > 0:
+	case in.RootGeneration > ep.gen && ep.gen > 0 && root.Kind != "CronJob":
+		// A CronJob's episodes are its runs (below), not its generations:
+		// an edit (suspend, a new schedule) starts nothing by itself, and
+		// the run's own late events (SawCompletedJob after a suspend that
+		// the object cache saw first) must stay in the run's trace.
 		reason = CloseNewGeneration
 	case root.Kind == "CronJob" && o.Reason == "SuccessfulCreate" && o.Regarding.UID == root.UID && ep.hasOtherRun(o):
 		// Each scheduled run of a CronJob is its own episode. The run's own

@@ -386,6 +386,36 @@ func TestCronJobRuns(t *testing.T) {
 	}
 }
 
+// A CronJob edit (here: suspend after the first run) bumps its generation;
+// the object cache often sees that before the run's last event
+// (SawCompletedJob) comes off the Events watch. The event still belongs to
+// the run: a CronJob's episodes are its runs, not its generations. The
+// next run, under the new generation, is still its own episode.
+func TestCronJobEditKeepsRun(t *testing.T) {
+	d := newDriver(t, Config{})
+	cj := ref("CronJob", "ns", "backup", "cj-uid")
+	job := ref("Job", "ns", "backup-1", "job-1")
+	pod := ref("Pod", "ns", "backup-1-x", "jobpod-1")
+	ms := func(m int) time.Time { return at(time.Duration(m) * time.Millisecond) }
+	d.observe(occ("cj-create", 1, "SuccessfulCreate", "Created job "+job.Name, ms(0), cj), gen(1))
+	d.observe(occ("job-create-1", 1, "SuccessfulCreate", "Created pod: "+pod.Name, ms(10), job, cj), gen(1))
+	d.observe(occ("done-1", 1, "Completed", "Job completed", ms(3000), job, cj), gen(1))
+	d.observe(occ("cj-saw", 1, "SawCompletedJob", "Saw completed job: "+job.Name+", condition: Complete", ms(3100), cj), gen(2))
+	job2 := ref("Job", "ns", "backup-2", "job-2")
+	d.observe(occ("cj-create", 2, "SuccessfulCreate", "Created job "+job2.Name, ms(60000), cj), gen(2))
+	ss := d.flush()
+	roots := ss.roots()
+	if len(roots) != 2 {
+		t.Fatalf("%d episodes, want one per run\n%s", len(roots), dump(ss.all))
+	}
+	if got := ss.event(t, "cj-saw", 1).TraceID; got != roots[0].TraceID {
+		t.Errorf("SawCompletedJob of run 1 left its run's trace\n%s", dump(ss.all))
+	}
+	if got := attrOf(roots[0], "k8s.episode.close_reason"); got != CloseNewRun {
+		t.Errorf("first run closed by %q, want %q", got, CloseNewRun)
+	}
+}
+
 // The Job controller's and kubelet's events of a run may reach the bridge
 // before the CronJob controller's "Created job" (separate Event objects):
 // they must still land in that run's episode, and the late "Created job"
