@@ -187,10 +187,9 @@ func (f *finishScratch) descends(a, k int) bool {
 // assignCauses picks, for every object named by controller events, the event
 // that brought it into the episode: the first such event (DESIGN.md). Objects
 // are keyed by UID, so when a name is reused within an episode (a StatefulSet
-// pod deleted and recreated) its incarnations, in order of their first
-// occurrence, take the naming events in order: the old pod its delete, the new
-// one its create. Kubelets stamp events in whole seconds, hence a second of
-// slack when comparing times. The picks go to f.causeOf.
+// pod deleted and recreated) its incarnations, in order of arrival, take the
+// naming events by what they did: the old pod its delete, the new one its
+// create (see assignGroup). The picks go to f.causeOf.
 func (ep *episode) assignCauses(f *finishScratch) {
 	f.causeOf = ints(f.causeOf, len(ep.order), -1)
 	f.named = f.named[:0]
@@ -202,14 +201,15 @@ func (ep *episode) assignCauses(f *finishScratch) {
 			f.named = append(f.named, i)
 		}
 	}
-	// Grouped by name, each group in order of first occurrence.
+	// Grouped by name, each group in order of arrival: a name is reused only
+	// after its holder is gone, so the old pod's events (Killing) come off
+	// the watch before the new one's (Scheduled). Their times do not order
+	// them: kubelet and controller events carry whole seconds, refined with
+	// the time the bridge read them, while the scheduler's carry the
+	// microsecond they happened.
 	slices.SortFunc(f.named, func(a, b int) int {
-		oa, ob := ep.objects[ep.order[a]], ep.objects[ep.order[b]]
-		ia, ib := oa.causeID(), ob.causeID()
-		if c := cmp.Or(strings.Compare(ia.kind, ib.kind), strings.Compare(ia.ns, ib.ns), strings.Compare(ia.name, ib.name)); c != 0 {
-			return c
-		}
-		return cmp.Or(oa.first.Compare(ob.first), strings.Compare(oa.key, ob.key))
+		ia, ib := ep.objects[ep.order[a]].causeID(), ep.objects[ep.order[b]].causeID()
+		return cmp.Or(strings.Compare(ia.kind, ib.kind), strings.Compare(ia.ns, ib.ns), strings.Compare(ia.name, ib.name), cmp.Compare(a, b))
 	})
 	for start := 0; start < len(f.named); {
 		id := ep.objects[ep.order[f.named[start]]].causeID()
@@ -224,8 +224,16 @@ func (ep *episode) assignCauses(f *finishScratch) {
 
 func (o *object) causeID() causeID { return causeID{o.ref.Kind, o.ref.Namespace, o.ref.Name} }
 
-// assignGroup gives the objects sharing one name (in order of their first
-// occurrence) the causes naming it.
+// assignGroup gives the objects sharing one name (in order of arrival) the
+// causes naming it. One object takes the first cause near its first
+// occurrence (pickCause). Several are incarnations of the name: each but
+// the first was created in the episode, so the last creates are theirs, in
+// order; the first takes a create left over (it was created in the episode
+// too), else the first delete (it existed before). Times alone cannot
+// tell old from new here: the second delete of a pod still terminating, or
+// a create the bridge read after the new pod was scheduled, fall within
+// the second that whole-second timestamps leave open. Incarnations without
+// a create of their own (its event missed) fall back to pickCause.
 func (ep *episode) assignGroup(f *finishScratch, id causeID, objs []int) {
 	f.cs = f.cs[:0]
 	ep.causesNaming(id, func(i int) bool {
@@ -239,11 +247,44 @@ func (ep *episode) assignGroup(f *finishScratch, id causeID, objs []int) {
 	})
 	f.claimed = slices.Grow(f.claimed[:0], len(f.cs))[:len(f.cs)]
 	clear(f.claimed)
-	for _, oi := range objs {
-		o := ep.objects[ep.order[oi]]
-		pick := ep.pickCause(f, o.first)
+	claim := func(oi, pick int) {
 		f.claimed[pick] = true
 		f.causeOf[oi] = f.cs[pick]
+	}
+	if len(objs) > 1 {
+		creates := 0
+		for _, ci := range f.cs {
+			if ep.causes[ci].target.create {
+				creates++
+			}
+		}
+		// The k-th create (0-based) goes to incarnation k-(creates-n):
+		// the last n-1 to incarnations 1..n-1, one more to the first.
+		n, k := len(objs), 0
+		for i, ci := range f.cs {
+			if !ep.causes[ci].target.create {
+				continue
+			}
+			if inc := k - (creates - n); inc >= 0 {
+				claim(objs[inc], i)
+			}
+			k++
+		}
+		if f.causeOf[objs[0]] < 0 {
+			// Existed before the episode: its (first) delete, the first
+			// cause that is not a create.
+			for i, ci := range f.cs {
+				if !f.claimed[i] && !ep.causes[ci].target.create {
+					claim(objs[0], i)
+					break
+				}
+			}
+		}
+	}
+	for _, oi := range objs {
+		if f.causeOf[oi] < 0 {
+			claim(oi, ep.pickCause(f, ep.objects[ep.order[oi]].first))
+		}
 	}
 }
 
