@@ -1,6 +1,7 @@
 package causality
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"testing"
@@ -519,34 +520,41 @@ func TestStatefulSetPodReplacedInNewEpisode(t *testing.T) {
 // As in CI's StatefulSetUpdate failure: the controller deleted db-1 twice
 // (its cache still showed the old pod running), and the bridge read the
 // controller's and kwok's whole-second events in bursts, so their times are
-// when it read them, while the scheduler's carry their own microsecond: the
-// new pod was scheduled (3.967) "before" the create (4.000) and before the
-// old pod's Killing (4.179). Arrival order still tells old from new: the
-// old pod takes the first delete, the new one the create.
+// when it read them, while the scheduler's carry their own microsecond; kwok
+// even stamped the old pod's Killing (4s) after the new pod was scheduled
+// (3.967s), and the bridge read it after the Scheduled. Neither times nor
+// arrival tell old from new; the new pod is the one scheduled in the
+// episode. The old pod takes the first delete, the new one the create, also
+// after a restart in between (snapshot and restore).
 func TestStatefulSetPodDeletedTwiceReadLate(t *testing.T) {
-	d := newDriver(t, Config{})
-	sts := ref("StatefulSet", "ns", "db", "sts-uid")
-	p1 := ref("Pod", "ns", "db-1", "db-1-v1")
-	p2 := ref("Pod", "ns", "db-1", "db-1-v2")
-	ms := func(m int) time.Time { return at(time.Duration(m) * time.Millisecond) }
-	read := func(o *convert.Occurrence, observed int) *convert.Occurrence {
-		o.Observed = ms(observed)
-		return o
-	}
-	d.observe(read(occ("delete", 1, "SuccessfulDelete", "delete Pod db-1 in StatefulSet db successful", ms(3900), sts), 3900), gen(2))
-	d.observe(read(occ("delete", 2, "SuccessfulDelete", "delete Pod db-1 in StatefulSet db successful", ms(3950), sts), 3950), gen(2))
-	d.observe(read(occ("kill", 1, "Killing", "Stopping container db", ms(4179), p1, sts), 4179), gen(2))
-	d.observe(read(occ("create", 2, "SuccessfulCreate", "create Pod db-1 in StatefulSet db successful", ms(4180), sts), 4180), gen(2))
-	d.observe(read(occ("sched", 1, "Scheduled", "Successfully assigned ns/db-1 to node-0", ms(3967), p2, sts), 4181), gen(2))
-	ss := d.flush()
-	if got := ss.path(ss.event(t, "kill", 1)); got != "StatefulSet db > StatefulSet.SuccessfulDelete > Pod db-1 > Pod.Killing" {
-		t.Errorf("old pod: %s", got)
-	}
-	if c := ss.parent(ss.parent(ss.event(t, "kill", 1))); c != ss.event(t, "delete", 1) {
-		t.Errorf("old pod under %s ×%s, want the first delete", c.Name, attrOf(c, "k8s.event.count"))
-	}
-	if got := ss.path(ss.event(t, "sched", 1)); got != "StatefulSet db > StatefulSet.SuccessfulCreate > Pod db-1 > Pod.Scheduled" {
-		t.Errorf("new pod: %s", got)
+	for _, restart := range []bool{false, true} {
+		d := newDriver(t, Config{})
+		sts := ref("StatefulSet", "ns", "db", "sts-uid")
+		p1 := ref("Pod", "ns", "db-1", "db-1-v1")
+		p2 := ref("Pod", "ns", "db-1", "db-1-v2")
+		ms := func(m int) time.Time { return at(time.Duration(m) * time.Millisecond) }
+		read := func(o *convert.Occurrence, observed int) *convert.Occurrence {
+			o.Observed = ms(observed)
+			return o
+		}
+		d.observe(read(occ("old-started", 1, "Started", "Started container db", ms(-60000), p1, sts), -59000), gen(1))
+		d.observe(read(occ("delete", 1, "SuccessfulDelete", "delete Pod db-1 in StatefulSet db successful", ms(3000), sts), 3900), gen(2))
+		d.observe(read(occ("delete", 2, "SuccessfulDelete", "delete Pod db-1 in StatefulSet db successful", ms(3000), sts), 3950), gen(2))
+		d.observe(read(occ("create", 2, "SuccessfulCreate", "create Pod db-1 in StatefulSet db successful", ms(3000), sts), 4100), gen(2))
+		d.observe(read(occ("sched", 1, "Scheduled", "Successfully assigned ns/db-1 to node-0", ms(3967), p2, sts), 4100), gen(2))
+		d.observe(read(occ("kill", 1, "Killing", "Stopping container db", ms(4000), p1, sts), 4179), gen(2))
+		if restart {
+			d.e = snapshotAndRestore(t, sha256.New(), d.e)
+		}
+		ss := d.flush()
+		if got := ss.path(ss.event(t, "kill", 1)); got != "StatefulSet db > StatefulSet.SuccessfulDelete > Pod db-1 > Pod.Killing" {
+			t.Errorf("restart %v: old pod: %s", restart, got)
+		} else if c := ss.parent(ss.parent(ss.event(t, "kill", 1))); c != ss.event(t, "delete", 1) {
+			t.Errorf("restart %v: old pod under %s ×%s, want the first delete", restart, c.Name, attrOf(c, "k8s.event.count"))
+		}
+		if got := ss.path(ss.event(t, "sched", 1)); got != "StatefulSet db > StatefulSet.SuccessfulCreate > Pod db-1 > Pod.Scheduled" {
+			t.Errorf("restart %v: new pod: %s", restart, got)
+		}
 	}
 }
 

@@ -59,6 +59,9 @@ type object struct {
 	end      time.Time
 	events   int
 	warnings int
+	// born: the object came into being in this episode (a pod scheduled),
+	// which tells a reused name's new incarnation from the old one.
+	born bool
 }
 
 // cause is a controller event span kept until the episode closes.
@@ -203,6 +206,9 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 		sp.Error, sp.StatusMessage = true, o.Note
 		obj.warnings++
 		ep.warnings++
+	}
+	if o.Reason == "Scheduled" && o.Regarding.Kind == "Pod" {
+		obj.born = true // the scheduler assigns a pod once in its life
 	}
 	if node, ok := scheduledNode(o.Reason, o.Note); ok && o.Regarding.Kind == "Pod" {
 		e.rememberPodNode(obj.key, node)

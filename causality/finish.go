@@ -187,7 +187,7 @@ func (f *finishScratch) descends(a, k int) bool {
 // assignCauses picks, for every object named by controller events, the event
 // that brought it into the episode: the first such event (DESIGN.md). Objects
 // are keyed by UID, so when a name is reused within an episode (a StatefulSet
-// pod deleted and recreated) its incarnations, in order of arrival, take the
+// pod deleted and recreated) its incarnations, old before new, take the
 // naming events by what they did: the old pod its delete, the new one its
 // create (see assignGroup). The picks go to f.causeOf.
 func (ep *episode) assignCauses(f *finishScratch) {
@@ -201,15 +201,20 @@ func (ep *episode) assignCauses(f *finishScratch) {
 			f.named = append(f.named, i)
 		}
 	}
-	// Grouped by name, each group in order of arrival: a name is reused only
-	// after its holder is gone, so the old pod's events (Killing) come off
-	// the watch before the new one's (Scheduled). Their times do not order
-	// them: kubelet and controller events carry whole seconds, refined with
-	// the time the bridge read them, while the scheduler's carry the
-	// microsecond they happened.
+	// Grouped by name; in each group the objects that existed before the
+	// episode come first, then those born in it (scheduled), each in
+	// order of first occurrence. Times alone do not order a reused name's
+	// incarnations: kubelet and controller events carry whole seconds,
+	// refined with the time the bridge read them, while the scheduler's
+	// carry their microsecond, and a (fake) kubelet may stamp the old pod's
+	// Killing after its successor was scheduled.
 	slices.SortFunc(f.named, func(a, b int) int {
-		ia, ib := ep.objects[ep.order[a]].causeID(), ep.objects[ep.order[b]].causeID()
-		return cmp.Or(strings.Compare(ia.kind, ib.kind), strings.Compare(ia.ns, ib.ns), strings.Compare(ia.name, ib.name), cmp.Compare(a, b))
+		oa, ob := ep.objects[ep.order[a]], ep.objects[ep.order[b]]
+		ia, ib := oa.causeID(), ob.causeID()
+		if c := cmp.Or(strings.Compare(ia.kind, ib.kind), strings.Compare(ia.ns, ib.ns), strings.Compare(ia.name, ib.name)); c != 0 {
+			return c
+		}
+		return cmp.Or(boolCompare(oa.born, ob.born), oa.first.Compare(ob.first), strings.Compare(oa.key, ob.key))
 	})
 	for start := 0; start < len(f.named); {
 		id := ep.objects[ep.order[f.named[start]]].causeID()
@@ -224,7 +229,18 @@ func (ep *episode) assignCauses(f *finishScratch) {
 
 func (o *object) causeID() causeID { return causeID{o.ref.Kind, o.ref.Namespace, o.ref.Name} }
 
-// assignGroup gives the objects sharing one name (in order of arrival) the
+// boolCompare orders false before true.
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	}
+	return 1
+}
+
+// assignGroup gives the objects sharing one name (old before new) the
 // causes naming it. One object takes the first cause near its first
 // occurrence (pickCause). Several are incarnations of the name: each but
 // the first was created in the episode, so the last creates are theirs, in

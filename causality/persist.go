@@ -110,6 +110,7 @@ type savedObject struct {
 	End      time.Time `json:"e"`
 	Events   int       `json:"ev,omitempty"`
 	Warnings int       `json:"w,omitempty"`
+	Born     bool      `json:"b,omitempty"`
 }
 
 type savedCause struct {
@@ -190,7 +191,7 @@ func (ep *episode) save() savedOpen {
 	for _, k := range ep.order {
 		o := ep.objects[k]
 		s.Objects = append(s.Objects, savedObject{Ref: saveRef(o.ref), Key: o.key, ID: o.id.String(), Owner: o.owner,
-			First: o.first, Start: o.start, End: o.end, Events: o.events, Warnings: o.warnings})
+			First: o.first, Start: o.start, End: o.end, Events: o.events, Warnings: o.warnings, Born: o.born})
 	}
 	// By name, then in arrival order (the order causes were kept in).
 	order := make([]int, len(ep.causes))
@@ -253,7 +254,7 @@ func loadEpisode(s savedOpen) (*episode, error) {
 			return bad(err)
 		}
 		ep.objects[so.Key] = ep.objs.new(object{ref: so.Ref.ref(), key: so.Key, idx: len(ep.order), id: id, owner: so.Owner, first: so.First,
-			start: so.Start, end: so.End, events: so.Events, warnings: so.Warnings})
+			start: so.Start, end: so.End, events: so.Events, warnings: so.Warnings, born: so.Born})
 		ep.order = append(ep.order, so.Key)
 	}
 	if _, ok := ep.objects[ep.rootKey]; !ok {
