@@ -3,6 +3,7 @@ package convert
 import (
 	"strings"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
@@ -90,30 +91,107 @@ func lookupSemconvKind(r *Ref) int {
 // uid for each of the 8 semconv kinds.
 const maxAttrs = 19 + 2*len(semconvKinds)
 
-// attrBuf collects attributes on the stack, skipping empty strings.
-type attrBuf struct {
+// LogAttrs holds the attributes of one occurrence's log record (see
+// LogRecord), without allocating: OTLP encoders keep one and refill it per
+// record (Of). The zero value is ready to use.
+type LogAttrs struct {
 	kv [maxAttrs]attribute.KeyValue
 	n  int
+	// start is the formatted k8s.event.start_time when Of writes it in
+	// place.
+	start [len(time.RFC3339Nano) + 8]byte
+}
+
+// Of returns the attributes LogRecord gives o's record, in the same order.
+// Their strings are o's and, for k8s.event.start_time, a's own: they are
+// valid until a is used again, and the slice is a's.
+func (a *LogAttrs) Of(o *Occurrence) []attribute.KeyValue {
+	start := ""
+	if !o.FirstTime.IsZero() {
+		t := o.FirstTime.UTC().AppendFormat(a.start[:0], time.RFC3339Nano)
+		start = unsafe.String(unsafe.SliceData(t), len(t))
+	}
+	return a.fill(o, start)
 }
 
 // semconv adds k8s.<kind>.name and k8s.<kind>.uid for ref if its kind is a
 // built-in one not seen before.
-func (b *attrBuf) semconv(ref *Ref, seen *uint16) {
+func (a *LogAttrs) semconv(ref *Ref, seen *uint16) {
 	k := lookupSemconvKind(ref)
 	if k < 0 || *seen&(1<<k) != 0 || (ref.Name == "" && ref.UID == "") {
 		return
 	}
 	*seen |= 1 << k
-	b.str(semconvKinds[k].nameKey, ref.Name)
-	b.str(semconvKinds[k].uidKey, ref.UID)
+	a.str(semconvKinds[k].nameKey, ref.Name)
+	a.str(semconvKinds[k].uidKey, ref.UID)
 }
 
-func (b *attrBuf) str(key, value string) {
+// str adds key: value, skipping an empty value.
+func (a *LogAttrs) str(key, value string) {
 	if value == "" {
 		return
 	}
-	b.kv[b.n] = attribute.String(key, value)
-	b.n++
+	a.kv[a.n] = attribute.String(key, value)
+	a.n++
+}
+
+// fill sets a to o's attributes, start being o.FirstTime formatted (""
+// when zero).
+func (a *LogAttrs) fill(o *Occurrence, start string) []attribute.KeyValue {
+	a.n = 0
+	a.str(attrEventReason, o.Reason)
+	a.str(attrEventAction, o.Action)
+	a.str(attrEventName, o.EventName)
+	a.str(attrEventUID, o.EventUID)
+	if o.Count > 0 {
+		a.kv[a.n] = attribute.Int64(attrEventCount, int64(o.Count))
+		a.n++
+	}
+	a.str(attrEventStartTime, start)
+	a.str(attrEventReportingController, o.ReportingController)
+	a.str(attrEventReportingInstance, o.ReportingInstance)
+	if o.NoteTruncated {
+		a.kv[a.n] = attribute.Bool(attrEventMessageTruncated, true)
+		a.kv[a.n+1] = attribute.Int64(attrEventMessageOrigBytes, int64(o.NoteOriginalBytes))
+		a.n += 2
+	}
+	if o.TimeFromObserved {
+		a.kv[a.n] = attribute.Bool(attrEventTimeFromObserved, true)
+		a.n++
+	}
+
+	reg := &o.Regarding
+	ns := reg.Namespace
+	if ns == "" && reg.IsZero() {
+		// No regarding object: the Event's own namespace is the best guess.
+		// (For cluster-scoped objects such as Nodes the Event lives in
+		// "default", which must not be reported as the object's namespace.)
+		ns = o.Namespace
+	}
+	a.str(attrNamespaceName, ns)
+	a.str(attrObjectKind, reg.Kind)
+	a.str(attrObjectName, reg.Name)
+	a.str(attrObjectUID, reg.UID)
+	a.str(attrObjectAPIVersion, reg.APIVersion)
+	a.str(attrObjectResourceVersion, reg.ResourceVersion)
+	a.str(attrObjectFieldPath, reg.FieldPath)
+
+	// Stable semconv attributes of the owner chain. The first object of each
+	// kind wins (the closest to Regarding).
+	var seen uint16
+	if len(o.Chain) == 0 {
+		a.semconv(reg, &seen)
+	}
+	for i := range o.Chain {
+		a.semconv(&o.Chain[i], &seen)
+	}
+	// k8s.node.name: the Node in the chain if there is one (it was emitted
+	// above together with its uid), else the reporter's host like the
+	// collector does.
+	if seen&(1<<nodeKindIndex) == 0 {
+		a.str(attrNodeName, o.SourceHost)
+	}
+	return a.kv[:a.n]
 }
 
 // LogRecord renders the occurrence as an OpenTelemetry log record (API
@@ -126,6 +204,9 @@ func (b *attrBuf) str(key, value string) {
 // follow the collector's k8seventsreceiver plus the stable k8s.<kind>.name /
 // k8s.<kind>.uid of every built-in kind in the owner chain. Attributes with
 // an empty value are omitted.
+//
+// OTLP encoders that write records straight to the wire take the same
+// fields from the occurrence: LogSeverity, LogAttrs.
 func LogRecord(o *Occurrence) log.Record {
 	var r log.Record
 	if o == nil {
@@ -134,75 +215,25 @@ func LogRecord(o *Occurrence) log.Record {
 	r.SetEventName(EventName)
 	r.SetTimestamp(o.Time)
 	r.SetObservedTimestamp(o.Observed)
-	r.SetSeverity(severity(o.Type))
+	r.SetSeverity(LogSeverity(o.Type))
 	r.SetSeverityText(o.Type)
 	r.SetBody(attribute.StringValue(o.Note))
-
-	var b attrBuf
-	b.str(attrEventReason, o.Reason)
-	b.str(attrEventAction, o.Action)
-	b.str(attrEventName, o.EventName)
-	b.str(attrEventUID, o.EventUID)
-	if o.Count > 0 {
-		b.kv[b.n] = attribute.Int64(attrEventCount, int64(o.Count))
-		b.n++
-	}
+	start := ""
 	if !o.FirstTime.IsZero() {
-		b.str(attrEventStartTime, formatTime(o.FirstTime))
+		start = formatTime(o.FirstTime)
 	}
-	b.str(attrEventReportingController, o.ReportingController)
-	b.str(attrEventReportingInstance, o.ReportingInstance)
-	if o.NoteTruncated {
-		b.kv[b.n] = attribute.Bool(attrEventMessageTruncated, true)
-		b.kv[b.n+1] = attribute.Int64(attrEventMessageOrigBytes, int64(o.NoteOriginalBytes))
-		b.n += 2
-	}
-	if o.TimeFromObserved {
-		b.kv[b.n] = attribute.Bool(attrEventTimeFromObserved, true)
-		b.n++
-	}
-
-	reg := &o.Regarding
-	ns := reg.Namespace
-	if ns == "" && reg.IsZero() {
-		// No regarding object: the Event's own namespace is the best guess.
-		// (For cluster-scoped objects such as Nodes the Event lives in
-		// "default", which must not be reported as the object's namespace.)
-		ns = o.Namespace
-	}
-	b.str(attrNamespaceName, ns)
-	b.str(attrObjectKind, reg.Kind)
-	b.str(attrObjectName, reg.Name)
-	b.str(attrObjectUID, reg.UID)
-	b.str(attrObjectAPIVersion, reg.APIVersion)
-	b.str(attrObjectResourceVersion, reg.ResourceVersion)
-	b.str(attrObjectFieldPath, reg.FieldPath)
-
-	// Stable semconv attributes of the owner chain. The first object of each
-	// kind wins (the closest to Regarding).
-	var seen uint16
-	if len(o.Chain) == 0 {
-		b.semconv(reg, &seen)
-	}
-	for i := range o.Chain {
-		b.semconv(&o.Chain[i], &seen)
-	}
-	// k8s.node.name: the Node in the chain if there is one (it was emitted
-	// above together with its uid), else the reporter's host like the
-	// collector does.
-	if seen&(1<<nodeKindIndex) == 0 {
-		b.str(attrNodeName, o.SourceHost)
-	}
-
-	r.AddAttributes(b.kv[:b.n]...)
+	var a LogAttrs
+	r.AddAttributes(a.fill(o, start)...)
 	return r
 }
 
-func severity(typ string) log.Severity {
+// LogSeverity is the severity of an Event type's records: WARN for
+// Warning, INFO for Normal and anything else (the raw type stays in
+// SeverityText).
+func LogSeverity(typ string) log.Severity {
 	if strings.EqualFold(typ, "Warning") {
 		return log.SeverityWarn
 	}
-	// Normal, and any unknown type (the raw type stays in SeverityText).
 	return log.SeverityInfo
 }
 

@@ -114,7 +114,7 @@ func benchPipeline(b *testing.B, fx *stormFixture, enc *stormEncoding, mediaType
 	}
 	p := &pipeline{engine: engine, objects: fx.objects}
 	p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
-		return logs.EmitLinked(ctx, convert.LogRecord(occ), occ.TraceID, occ.SpanID, ack)
+		return logs.EmitOccurrence(ctx, occ, ack)
 	}
 	p.emitSpan = func(ctx context.Context, s causality.Span, ack func()) error {
 		return traces.Emit(ctx, s, ack)

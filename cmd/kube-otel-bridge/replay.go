@@ -179,7 +179,7 @@ func sendOTLP(cfg otlp.Config, cluster string, occs []convert.Occurrence, spans 
 		}
 	}
 	for i := range occs {
-		if err := logs.EmitLinked(ctx, convert.LogRecord(&occs[i]), occs[i].TraceID, occs[i].SpanID, func() {}); err != nil {
+		if err := logs.EmitOccurrence(ctx, &occs[i], func() {}); err != nil {
 			return err
 		}
 	}

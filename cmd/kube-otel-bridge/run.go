@@ -255,7 +255,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		sinks = append(sinks, logs)
 		stats.outputs["otlp-logs"] = logs.Stats
 		p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
-			return logs.EmitLinked(ctx, convert.LogRecord(occ), occ.TraceID, occ.SpanID, ack)
+			return logs.EmitOccurrence(ctx, occ, ack)
 		}
 	}
 	if o.config != nil {

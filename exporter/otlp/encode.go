@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 )
 
 // This file encodes OTLP export requests directly into reused buffers, in
@@ -137,9 +138,12 @@ func envLimit(key string, def int) int {
 // ---------------------------------------------------------------------------
 // Logs
 
-// logEntry is one queued log record and the span it belongs to.
+// logEntry is one queued log record and the span it belongs to: either an
+// occurrence, encoded as the record convert.LogRecord makes of it (without
+// building that record), or a record.
 type logEntry struct {
-	rec     log.Record
+	occ     *convert.Occurrence
+	rec     *log.Record
 	traceID trace.TraceID // zero: not linked
 	spanID  trace.SpanID
 }
@@ -156,7 +160,8 @@ type logsEncoder struct {
 	countLimit int         // attributes per record; <0: no limit
 	limits     valueLimits // of attribute values
 
-	buf []byte
+	buf   []byte
+	attrs convert.LogAttrs // of the occurrence being encoded
 }
 
 // newLogsEncoder returns an encoder for records of resource res (nil: the
@@ -242,7 +247,10 @@ const (
 
 // appendRecord appends ent as a ScopeLogs.log_records field.
 func (e *logsEncoder) appendRecord(b []byte, ent *logEntry) []byte {
-	rec := &ent.rec
+	if ent.occ != nil {
+		return e.appendOccurrence(b, ent)
+	}
+	rec := ent.rec
 	b, start := openField(b, fieldScopeItems, 2)
 	b = appendFixed64Field(b, fieldLogTime, timeUnixNano(rec.Timestamp()))
 	b = appendVarintField(b, fieldLogSeverity, severityNumber(rec.Severity()))
@@ -290,6 +298,42 @@ func (e *logsEncoder) appendRecord(b []byte, ent *logEntry) []byte {
 	}
 	b = appendFixed64Field(b, fieldLogObserved, timeUnixNano(observed))
 	b = appendStringField(b, fieldLogEventName, rec.EventName())
+	return closeField(b, start, 2)
+}
+
+// appendOccurrence appends the record convert.LogRecord makes of ent.occ
+// exactly as appendRecord encodes that record, reading its fields from the
+// occurrence (convert.LogSeverity, convert.LogAttrs) instead: no record is
+// built, no attribute copied. Such a record has no error, and none of its
+// attribute keys is empty or an exception.* one.
+func (e *logsEncoder) appendOccurrence(b []byte, ent *logEntry) []byte {
+	o := ent.occ
+	b, start := openField(b, fieldScopeItems, 2)
+	b = appendFixed64Field(b, fieldLogTime, timeUnixNano(o.Time))
+	b = appendVarintField(b, fieldLogSeverity, severityNumber(convert.LogSeverity(o.Type)))
+	b = appendStringField(b, fieldLogSeverityText, o.Type)
+	b = appendAnyValue(b, fieldLogBody, attribute.StringValue(o.Note), noValueLimits)
+	kept, dropped := 0, 0
+	for _, kv := range e.attrs.Of(o) {
+		if e.countLimit >= 0 && kept >= e.countLimit {
+			dropped++
+			continue
+		}
+		kept++
+		b = appendKeyValue(b, fieldLogAttributes, string(kv.Key), kv.Value, e.limits)
+	}
+	b = appendVarintField(b, fieldLogDropped, uint64(clampUint32(dropped)))
+	if ent.traceID.IsValid() && ent.spanID.IsValid() {
+		b = appendFixed32Field(b, fieldLogFlags, uint32(trace.FlagsSampled))
+		b = appendBytesField(b, fieldLogTraceID, ent.traceID[:])
+		b = appendBytesField(b, fieldLogSpanID, ent.spanID[:])
+	}
+	observed := o.Observed
+	if observed.IsZero() {
+		observed = time.Now() // as appendRecord (EmitOccurrence never queues one)
+	}
+	b = appendFixed64Field(b, fieldLogObserved, timeUnixNano(observed))
+	b = appendStringField(b, fieldLogEventName, convert.EventName)
 	return closeField(b, start, 2)
 }
 

@@ -109,6 +109,15 @@ func (*recordCollector) ForceFlush(context.Context) error                       
 // logger for scope, each record emitted with its span context in the
 // context as the daemon's pipeline puts it there (sampled, only when valid),
 // then otlploggrpc. nil when the exporter sends nothing.
+// entryRecord is the record of e: its own, or the one convert.LogRecord
+// makes of its occurrence.
+func entryRecord(e logEntry) log.Record {
+	if e.occ != nil {
+		return convert.LogRecord(e.occ)
+	}
+	return *e.rec
+}
+
 func sdkLogsRequest(tb testing.TB, res *resource.Resource, scope instrumentation.Scope, entries []logEntry) *collogspb.ExportLogsServiceRequest {
 	tb.Helper()
 	ctx := context.Background()
@@ -127,7 +136,7 @@ func sdkLogsRequest(tb testing.TB, res *resource.Resource, scope instrumentation
 		if sc.IsValid() {
 			ectx = trace.ContextWithSpanContext(ctx, sc)
 		}
-		logger.Emit(ectx, entries[i].rec)
+		logger.Emit(ectx, entryRecord(entries[i]))
 	}
 	cc := newCaptureConn(tb)
 	exp, err := otlploggrpc.New(ctx, otlploggrpc.WithGRPCConn(cc.conn), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
@@ -301,7 +310,7 @@ func checkLogsWith(t *testing.T, enc *logsEncoder, res *resource.Resource, scope
 	// A record without observed time gets the time of Emit in the SDK and
 	// of encode here.
 	for i := range entries {
-		if !entries[i].rec.ObservedTimestamp().IsZero() {
+		if r := entryRecord(entries[i]); !r.ObservedTimestamp().IsZero() {
 			continue
 		}
 		for _, req := range []*collogspb.ExportLogsServiceRequest{want, got} {
@@ -553,7 +562,7 @@ func edgeRecords() []logEntry {
 	add := func(trace trace.TraceID, span trace.SpanID, f func(r *log.Record)) {
 		var r log.Record
 		f(&r)
-		out = append(out, logEntry{rec: r, traceID: trace, spanID: span})
+		out = append(out, logEntry{rec: &r, traceID: trace, spanID: span})
 	}
 	// Nothing set at all (zero times: observed becomes "now").
 	add(trace.TraceID{}, trace.SpanID{}, func(r *log.Record) {})
@@ -730,7 +739,7 @@ func replayRecording(tb testing.TB, path string, withTraceparent bool) ([]logEnt
 				res := engine.Observe(in)
 				o.TraceID, o.SpanID = res.TraceID, res.SpanID
 				spans = append(spans, res.Spans...)
-				logs = append(logs, logEntry{rec: convert.LogRecord(o), traceID: o.TraceID, spanID: o.SpanID})
+				logs = append(logs, logEntry{occ: o, traceID: o.TraceID, spanID: o.SpanID})
 			}
 		}
 	}
@@ -791,7 +800,8 @@ func goldenRecords(t *testing.T) []logEntry {
 			t.Fatalf("%s: %v", p, err)
 		}
 		o.Chain = append(o.Chain, chain...)
-		e := logEntry{rec: convert.LogRecord(&o)}
+		r := convert.LogRecord(&o)
+		e := logEntry{rec: &r}
 		if i%2 == 0 {
 			e.traceID, e.spanID = encTrace, trace.SpanID{byte(i + 1)}
 		}
@@ -871,7 +881,7 @@ func TestLogsEncoderLimits(t *testing.T) {
 	)
 	r.SetBody(attribute.StringValue("the body is not limited"))
 	r.SetErr(errors.New("an error message longer than the limit"))
-	entries = append(entries, logEntry{rec: r, traceID: encTrace, spanID: encSpan})
+	entries = append(entries, logEntry{rec: &r, traceID: encTrace, spanID: encSpan})
 	for _, c := range []struct{ count, length string }{
 		{"3", "4"}, {"", "4"}, {"0", "0"}, {"1", "1"}, {"-1", "-1"}, {"", "6"}, {"2", ""}, {"junk", "junk"},
 	} {
@@ -879,6 +889,85 @@ func TestLogsEncoderLimits(t *testing.T) {
 			t.Setenv(envLogAttrCountLimit, c.count)
 			t.Setenv(envLogAttrValueLengthLimit, c.length)
 			checkLogs(t, encResource(), instrumentation.Scope{Name: ScopeName}, entries)
+		})
+	}
+}
+
+// edgeOccurrences are occurrences that exercise every branch of
+// convert.LogAttrs: truncated notes, times taken from the observed time, no
+// regarding object, a Node in the chain, invalid UTF-8, empty fields, a
+// start time in another zone and with nanoseconds.
+func edgeOccurrences() []*convert.Occurrence {
+	pod := convert.Ref{Kind: "Pod", APIVersion: "v1", Namespace: "shop", Name: "web-1", UID: "uid-pod", ResourceVersion: "7", FieldPath: "spec.containers{web}"}
+	rs := convert.Ref{Kind: "ReplicaSet", APIVersion: "apps/v1", Namespace: "shop", Name: "web", UID: "uid-rs"}
+	node := convert.Ref{Kind: "Node", APIVersion: "v1", Name: "node-1", UID: "uid-node"}
+	base := func() *convert.Occurrence {
+		return &convert.Occurrence{EventUID: "ev-uid", EventName: "web-1.1", Namespace: "shop", Count: 3, Type: "Warning",
+			Reason: "BackOff", Action: "Restart", Note: "Back-off restarting", Time: encTime, FirstTime: encTime.Add(-time.Minute),
+			Observed: encTime.Add(time.Second), Regarding: pod, ReportingController: "kubelet", ReportingInstance: "node-1",
+			SourceHost: "node-1", Chain: []convert.Ref{pod, rs}, TraceID: encTrace, SpanID: encSpan}
+	}
+	var out []*convert.Occurrence
+	add := func(f func(o *convert.Occurrence)) {
+		o := base()
+		f(o)
+		out = append(out, o)
+	}
+	add(func(*convert.Occurrence) {})
+	add(func(o *convert.Occurrence) { o.NoteTruncated, o.NoteOriginalBytes = true, 1<<20 })
+	add(func(o *convert.Occurrence) { o.TimeFromObserved, o.Time = true, o.Observed })
+	add(func(o *convert.Occurrence) { o.Regarding, o.Chain = convert.Ref{}, nil })
+	add(func(o *convert.Occurrence) { o.Regarding, o.Chain = node, []convert.Ref{node} })
+	add(func(o *convert.Occurrence) { o.Chain = nil })
+	add(func(o *convert.Occurrence) { o.Chain = append(o.Chain, node) })
+	add(func(o *convert.Occurrence) {
+		o.Reason, o.Note, o.Regarding.Name, o.Type = "a\xffb", "\xfe\xff", "web\xc3", "Normal\xe2"
+	})
+	add(func(o *convert.Occurrence) {
+		*o = convert.Occurrence{Observed: encTime} // everything empty
+	})
+	add(func(o *convert.Occurrence) {
+		o.FirstTime = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))
+		o.Count, o.Type = 0, "Custom"
+	})
+	add(func(o *convert.Occurrence) { o.TraceID, o.SpanID = [16]byte{}, [8]byte{} })
+	return out
+}
+
+// TestLogsOccurrenceMatchesRecord: an occurrence queued as such
+// (EmitOccurrence) encodes to the very bytes of the record
+// convert.LogRecord makes of it, for every recording and edge case, also
+// under the SDK's attribute limits; the record path is compared with the
+// SDK in TestLogsEncoderMatchesSDK and TestLogsEncoderLimits.
+func TestLogsOccurrenceMatchesRecord(t *testing.T) {
+	occs := edgeOccurrences()
+	for _, p := range recordingPaths(t) {
+		logs, _ := replayRecording(t, p, false)
+		for _, e := range logs {
+			occs = append(occs, e.occ)
+		}
+	}
+	for _, c := range []struct{ count, length string }{{"", ""}, {"3", "4"}, {"0", "0"}, {"20", "-1"}} {
+		t.Run(fmt.Sprintf("count=%q,length=%q", c.count, c.length), func(t *testing.T) {
+			t.Setenv(envLogAttrCountLimit, c.count)
+			t.Setenv(envLogAttrValueLengthLimit, c.length)
+			byOcc := newLogsEncoder(encResource(), instrumentation.Scope{Name: ScopeName})
+			byRec := newLogsEncoder(encResource(), instrumentation.Scope{Name: ScopeName})
+			for i, o := range occs {
+				r := convert.LogRecord(o)
+				ids := logEntry{traceID: o.TraceID, spanID: o.SpanID}
+				if !ids.traceID.IsValid() || !ids.spanID.IsValid() {
+					ids = logEntry{}
+				}
+				want := slices.Clone(byRec.encode([]logEntry{{rec: &r, traceID: ids.traceID, spanID: ids.spanID}}))
+				got := byOcc.encode([]logEntry{{occ: o, traceID: ids.traceID, spanID: ids.spanID}})
+				if !bytes.Equal(got, want) {
+					var wm, gm collogspb.ExportLogsServiceRequest
+					_ = proto.Unmarshal(want, &wm)
+					_ = proto.Unmarshal(got, &gm)
+					t.Fatalf("occurrence %d (%s/%d): encoding differs from its record's\n%s", i, o.EventUID, o.Count, logsDiff(&wm, &gm))
+				}
+			}
 		})
 	}
 }
@@ -981,7 +1070,7 @@ func TestEncodeInvalidUTF8(t *testing.T) {
 	r.SetEventName(bad)
 	r.SetBody(attribute.StringValue(bad))
 	r.AddAttributes(attribute.String(bad, bad), attribute.StringSlice("s", []string{bad}), attribute.Map("m", attribute.String(bad, bad)))
-	data := newLogsEncoder(res, scope).encode([]logEntry{{rec: r, traceID: encTrace, spanID: encSpan}})
+	data := newLogsEncoder(res, scope).encode([]logEntry{{rec: &r, traceID: encTrace, spanID: encSpan}})
 	var logs collogspb.ExportLogsServiceRequest
 	if err := proto.Unmarshal(data, &logs); err != nil {
 		t.Fatalf("logs: %v", err)
@@ -1078,7 +1167,7 @@ func FuzzEncode(f *testing.F) {
 		r.SetBody(attribute.StringValue(val))
 		r.AddAttributes(attrs...)
 		var lreq collogspb.ExportLogsServiceRequest
-		if err := proto.Unmarshal(logs.encode([]logEntry{{rec: r, traceID: encTrace, spanID: encSpan}, {rec: r}}), &lreq); err != nil {
+		if err := proto.Unmarshal(logs.encode([]logEntry{{rec: &r, traceID: encTrace, spanID: encSpan}, {rec: &r}}), &lreq); err != nil {
 			t.Fatalf("logs: %v", err)
 		}
 		recs := lreq.GetResourceLogs()[0].GetScopeLogs()[0].GetLogRecords()
@@ -1092,6 +1181,17 @@ func FuzzEncode(f *testing.F) {
 			t.Fatalf("record: %v", lr)
 		}
 		checkFuzzAttrs(t, lr.GetAttributes(), key, val, n, x, flag)
+
+		// An occurrence encodes as its record does.
+		o := &convert.Occurrence{Reason: key, Note: val, Type: val, EventName: service, EventUID: key, Count: int32(n), Time: when,
+			FirstTime: when, Observed: encTime, TimeFromObserved: flag, NoteTruncated: flag, NoteOriginalBytes: int(n),
+			Regarding: convert.Ref{Kind: key, Name: val, UID: service, Namespace: key}, SourceHost: service,
+			Chain: []convert.Ref{{Kind: "Pod", Name: val, UID: key}, {Kind: service, Name: key}, {Kind: "Node", APIVersion: val, Name: service}}}
+		or := convert.LogRecord(o)
+		want := slices.Clone(logs.encode([]logEntry{{rec: &or, traceID: encTrace, spanID: encSpan}, {rec: &or}}))
+		if got := logs.encode([]logEntry{{occ: o, traceID: encTrace, spanID: encSpan}, {occ: o}}); !bytes.Equal(got, want) {
+			t.Fatalf("occurrence %+v: encoding differs from its record's", o)
+		}
 
 		sp := causality.Span{TraceID: encTrace, SpanID: encSpan, Parent: encSpan2, Remote: flag, Name: key, Start: when, End: when,
 			Error: true, StatusMessage: val, Service: service, Attributes: attrs,
@@ -1134,7 +1234,7 @@ func FuzzEncode(f *testing.F) {
 		checkFuzzAttrs(t, s.GetLinks()[0].GetAttributes(), key, val, n, x, flag)
 
 		scope := instrumentation.Scope{Name: ScopeName}
-		checkLogs(t, encResource(), scope, []logEntry{{rec: r, traceID: encTrace, spanID: encSpan}, {rec: r}})
+		checkLogs(t, encResource(), scope, []logEntry{{rec: &r, traceID: encTrace, spanID: encSpan}, {rec: &r}})
 		checkTraces(t, encResource(), scope, []causality.Span{sp, {Service: key}})
 	})
 }
@@ -1217,7 +1317,7 @@ func BenchmarkLogsEncoder(b *testing.B) {
 		logger := provider.Logger(ScopeName)
 		for i := range logs {
 			logger.Emit(trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: logs[i].traceID, SpanID: logs[i].spanID, TraceFlags: trace.FlagsSampled})), logs[i].rec)
+				TraceID: logs[i].traceID, SpanID: logs[i].spanID, TraceFlags: trace.FlagsSampled})), entryRecord(logs[i]))
 		}
 		exp, err := otlploggrpc.New(ctx, otlploggrpc.WithGRPCConn(marshalConn(b)), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
 		if err != nil {

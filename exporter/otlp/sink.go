@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 )
 
 // ScopeName is the instrumentation scope of log records sent by a LogSink and
@@ -53,6 +55,9 @@ func NewLogSink(exp Exporter, res *resource.Resource, cfg Config, logger *slog.L
 	}
 	s := &LogSink{exp: exp, enc: newLogsEncoder(res, instrumentation.Scope{Name: ScopeName})}
 	describe := func(e logEntry) []any {
+		if e.occ != nil {
+			return []any{"timestamp", e.occ.Time, "event_name", convert.EventName, "event", e.occ.EventName, "count", e.occ.Count}
+		}
 		return []any{"timestamp", e.rec.Timestamp(), "event_name", e.rec.EventName()}
 	}
 	s.p = newPipeline(logSignal, s.export, exp.Shutdown, describe, cfg, logger)
@@ -96,7 +101,23 @@ func (s *LogSink) EmitLinked(ctx context.Context, rec log.Record, traceID trace.
 	if rec.ObservedTimestamp().IsZero() {
 		rec.SetObservedTimestamp(time.Now()) // as the SDK's logger does on Emit
 	}
-	return s.p.emit(ctx, logEntry{rec: rec, traceID: traceID, spanID: spanID}, ack)
+	return s.p.emit(ctx, logEntry{rec: &rec, traceID: traceID, spanID: spanID}, ack)
+}
+
+// EmitOccurrence is EmitLinked with convert.LogRecord(o) linked to o's event
+// span (o.TraceID, o.SpanID), without building the record: it is encoded
+// straight from o when its batch is exported, so o must not change until
+// ack is called (the daemon's occurrences never change once handed on).
+func (s *LogSink) EmitOccurrence(ctx context.Context, o *convert.Occurrence, ack func()) error {
+	if o.Observed.IsZero() {
+		// The observed time is set at Emit (see EmitLinked), never later.
+		return s.EmitLinked(ctx, convert.LogRecord(o), o.TraceID, o.SpanID, ack)
+	}
+	e := logEntry{occ: o, traceID: o.TraceID, spanID: o.SpanID}
+	if !e.traceID.IsValid() || !e.spanID.IsValid() {
+		e.traceID, e.spanID = trace.TraceID{}, trace.SpanID{}
+	}
+	return s.p.emit(ctx, e, ack)
 }
 
 // ForceFlush exports everything emitted before the call without waiting for

@@ -420,6 +420,7 @@ func encodedLogs(t testing.TB, bodies ...string) []byte {
 	t.Helper()
 	entries := make([]logEntry, len(bodies))
 	for i, b := range bodies {
+		entries[i].rec = new(log.Record)
 		entries[i].rec.SetBody(attribute.StringValue(b))
 	}
 	return slices.Clone(newLogsEncoder(testResource, instrumentation.Scope{Name: ScopeName}).encode(entries))
