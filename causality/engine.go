@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
@@ -137,22 +136,17 @@ type Engine struct {
 	// names caches event span names (kind.reason), bounded by
 	// maxSpanNames: building them was an allocation per occurrence.
 	names map[spanNameKey]string
-	// attrSlab and spanSlab are carved into the attribute slices of event
-	// spans exported at once and the one-span Spans of Results: one
+	// spanSlab is carved into the one-span Spans of Results: one
 	// allocation for many occurrences. Each piece handed out is capped and
 	// never written again by the engine, so sinks own it (spans are exported
 	// asynchronously); a slab is freed when its last span is.
-	attrSlab []attribute.KeyValue
 	spanSlab []Span
 	scratch  finishScratch
 }
 
-// Slab sizes: enough occurrences per allocation to make it rare, small
+// spanSlabLen: enough occurrences per allocation to make it rare, small
 // enough that a few spans still queued for export pin little memory.
-const (
-	attrSlabLen = 512 // attributes, 32 KiB; an event span has about 20
-	spanSlabLen = 64  // spans, 13 KiB
-)
+const spanSlabLen = 64 // spans, 14 KiB
 
 func (e *Engine) nextSeq() uint64 {
 	e.seq++
@@ -551,23 +545,6 @@ func (e *Engine) oneSpan(sp Span) []Span {
 	n := len(e.spanSlab)
 	e.spanSlab = append(e.spanSlab, sp)
 	return e.spanSlab[n : n+1 : n+1]
-}
-
-// eventAttrBuf returns an empty slice with room for exactly the attributes
-// of o's event span. Spans exported at once take it from attrSlab; deferred
-// ones (causes, kept until their episode closes, up to EpisodeMax) get their
-// own, so that they do not pin a slab of long-exported spans.
-func (e *Engine) eventAttrBuf(o *convert.Occurrence, deferred bool) []attribute.KeyValue {
-	n := eventAttrCount(o)
-	if deferred || n > attrSlabLen/4 {
-		return make([]attribute.KeyValue, 0, n)
-	}
-	if cap(e.attrSlab)-len(e.attrSlab) < n {
-		e.attrSlab = make([]attribute.KeyValue, 0, attrSlabLen)
-	}
-	start := len(e.attrSlab)
-	e.attrSlab = e.attrSlab[:start+n]
-	return e.attrSlab[start : start : start+n]
 }
 
 // spanNameKey is what an event span's name is made of.

@@ -785,8 +785,13 @@ func TestIDsDeterministic(t *testing.T) {
 		return d.flush().all
 	}
 	a, b, c := run("c1"), run("c1"), run("c2")
-	if fmt.Sprint(a) != fmt.Sprint(b) {
-		t.Error("two runs differ")
+	if len(a) != len(b) {
+		t.Fatalf("two runs differ: %d and %d spans", len(a), len(b))
+	}
+	for i := range a {
+		if canonical(a[i:i+1]) != canonical(b[i:i+1]) {
+			t.Errorf("two runs differ at span %d:\n%s\n%s", i, canonical(a[i:i+1]), canonical(b[i:i+1]))
+		}
 	}
 	if a[0].TraceID == c[0].TraceID {
 		t.Error("cluster name not in the trace ID")

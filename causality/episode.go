@@ -200,7 +200,7 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 		End:        at,
 		Seq:        e.nextSeq(),
 		Service:    e.service(o.ReportingController),
-		Attributes: eventAttributes(o, e.eventAttrBuf(o, isCause)),
+		Event:      o,
 	}
 	if o.Type == "Warning" {
 		sp.Error, sp.StatusMessage = true, o.Note
@@ -285,7 +285,7 @@ func acyclic(chain []convert.Ref, rootKey string) []convert.Ref {
 }
 
 // eventAttrCount is the number of attributes eventAttributes gives o, so
-// that their slice is sized once, exactly.
+// that a slice of them is sized once, exactly.
 func eventAttrCount(o *convert.Occurrence) int {
 	n := 4
 	for _, s := range [...]string{o.Note, o.Namespace, o.Regarding.FieldPath, o.SourceHost, o.ReportingInstance} {

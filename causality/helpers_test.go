@@ -219,7 +219,7 @@ func (ss *spanSet) roots() []*Span {
 }
 
 func attrOf(s *Span, key string) string {
-	for _, a := range s.Attributes {
+	for _, a := range s.AllAttributes() {
 		if string(a.Key) == key {
 			return a.Value.Emit()
 		}
@@ -228,7 +228,7 @@ func attrOf(s *Span, key string) string {
 }
 
 func hasAttr(s *Span, key string) bool {
-	for _, a := range s.Attributes {
+	for _, a := range s.AllAttributes() {
 		if string(a.Key) == key {
 			return true
 		}

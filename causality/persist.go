@@ -204,7 +204,7 @@ func (ep *episode) save() savedOpen {
 		sp := c.span
 		s.Causes = append(s.Causes, savedCause{Key: c.id.key(), Kind: c.target.kind, Name: c.target.name, Create: c.target.create, Obj: c.obj,
 			Span: savedSpan{SpanID: sp.SpanID.String(), Parent: hexOrEmpty(sp.Parent), Name: sp.Name, Start: sp.Start, End: sp.End,
-				Error: sp.Error, Status: sp.StatusMessage, Service: sp.Service, Attrs: saveAttrs(sp.Attributes), Links: saveLinks(sp.Links), Seq: sp.Seq}})
+				Error: sp.Error, Status: sp.StatusMessage, Service: sp.Service, Attrs: saveAttrs(sp.AllAttributes()), Links: saveLinks(sp.Links), Seq: sp.Seq}})
 	}
 	return s
 }

@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 )
 
 // SpanKind says what a span stands for.
@@ -59,9 +61,42 @@ type Span struct {
 	StatusMessage string
 	// Service is the reporting component (kubelet, default-scheduler, …) for
 	// event spans, the bridge for object and root spans; a bounded set.
-	Service    string
+	Service string
+	// Attributes are the span's attributes, after those of Event.
 	Attributes []attribute.KeyValue
-	Links      []Link
+	// Event is the occurrence of an event span. Its attributes (see
+	// EventAttrs) are derived from it when they are needed, typically by an
+	// encoder writing them straight to the wire, rather than kept in a
+	// slice per span. It must not change once observed.
+	Event *convert.Occurrence
+	Links []Link
 	// Seq is the engine's arrival order: ties in time are shown in it.
 	Seq uint64
+}
+
+// EventAttrs holds the attributes of one span at a time (Of): an encoder
+// keeps one and refills it per span, so that an event span's attributes
+// cost no allocation. The zero value is ready to use.
+type EventAttrs struct {
+	kv [32]attribute.KeyValue
+}
+
+// Of returns all of s's attributes: its Event's, then Attributes. The slice
+// is a's (valid until a is used again) unless s has more than fit.
+func (a *EventAttrs) Of(s *Span) []attribute.KeyValue {
+	if s.Event == nil {
+		return s.Attributes
+	}
+	return append(eventAttributes(s.Event, a.kv[:0]), s.Attributes...)
+}
+
+// AllAttributes returns all of s's attributes (its Event's, then
+// Attributes) in a slice of its own, exactly sized; s.Attributes itself
+// when s has no Event.
+func (s *Span) AllAttributes() []attribute.KeyValue {
+	if s.Event == nil {
+		return s.Attributes
+	}
+	n := eventAttrCount(s.Event) + len(s.Attributes)
+	return append(eventAttributes(s.Event, make([]attribute.KeyValue, 0, n)), s.Attributes...)
 }

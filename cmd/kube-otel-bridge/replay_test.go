@@ -330,7 +330,7 @@ func replayInvariants(occs []convert.Occurrence, spans []causality.Span) []error
 		}
 		byID[key{s.TraceID, s.SpanID}] = s
 		attrs := map[string]string{}
-		for _, a := range s.Attributes {
+		for _, a := range s.AllAttributes() {
 			attrs[string(a.Key)] = a.Value.Emit()
 		}
 		switch s.Kind {

@@ -449,6 +449,7 @@ type tracesEncoder struct {
 	bounds   []int          // span i is spans[bounds[i]:bounds[i+1]]
 	next     []int          // next span of the same group, -1 for the last
 	buf      []byte
+	attrs    causality.EventAttrs // of the span being encoded
 }
 
 // maxEncodedResources bounds tracesEncoder's per-service resource cache.
@@ -520,7 +521,7 @@ func (e *tracesEncoder) encode(spans []causality.Span) []byte {
 	for i := range spans {
 		sp := &spans[i]
 		g := &e.groups[e.group(sp.Service)]
-		e.spans = appendSpan(e.spans, sp)
+		e.spans = appendSpan(e.spans, sp, &e.attrs)
 		e.bounds = append(e.bounds, len(e.spans))
 		e.next = append(e.next, -1)
 		if g.first < 0 {
@@ -596,8 +597,8 @@ func (e *tracesEncoder) addGroup(g spanGroup) int {
 }
 
 // appendSpan appends sp as a ScopeSpans.spans field, as TraceSink's snapshot
-// and otlptracegrpc make it.
-func appendSpan(b []byte, sp *causality.Span) []byte {
+// and otlptracegrpc make it; attrs holds its attributes meanwhile.
+func appendSpan(b []byte, sp *causality.Span, attrs *causality.EventAttrs) []byte {
 	b, start := openField(b, fieldScopeItems, 2)
 	b = appendBytesField(b, fieldSpanTraceID, sp.TraceID[:])
 	b = appendBytesField(b, fieldSpanID, sp.SpanID[:])
@@ -612,7 +613,7 @@ func appendSpan(b []byte, sp *causality.Span) []byte {
 	b = appendVarintField(b, fieldSpanKind, spanKindInternal)
 	b = appendFixed64Field(b, fieldSpanStart, timeUnixNano(sp.Start))
 	b = appendFixed64Field(b, fieldSpanEnd, timeUnixNano(sp.End))
-	for _, kv := range sp.Attributes {
+	for _, kv := range attrs.Of(sp) {
 		b = appendKeyValue(b, fieldSpanAttributes, string(kv.Key), kv.Value, noValueLimits)
 	}
 	for i := range sp.Links {

@@ -176,7 +176,7 @@ func (s *sdkTraceSpans) snapshot(span causality.Span) sdktrace.ReadOnlySpan {
 		SpanKind:             trace.SpanKindInternal,
 		StartTime:            span.Start,
 		EndTime:              span.End,
-		Attributes:           slices.Clone(span.Attributes),
+		Attributes:           slices.Clone(span.AllAttributes()),
 		Resource:             s.resource(span.Service),
 		InstrumentationScope: s.scope,
 	}
@@ -675,6 +675,21 @@ func edgeSpans() []causality.Span {
 		{TraceID: encTrace, SpanID: encSpan, Name: "bridge again", Service: "kube-otel-bridge"},
 		{TraceID: encTrace, SpanID: encSpan, Name: "no service"},
 	}
+	// Event spans: attributes from the occurrence, then their own; one with
+	// a chain longer than causality.EventAttrs holds.
+	for i, o := range edgeOccurrences() {
+		sp := causality.Span{TraceID: encTrace, SpanID: encSpan, Name: "event", Service: "kubelet", Kind: causality.KindEvent, Event: o}
+		if i%2 == 1 {
+			sp.Attributes = []attribute.KeyValue{attribute.String("own", "after the event's")}
+		}
+		out = append(out, sp)
+	}
+	long := edgeOccurrences()[0]
+	for i := range 30 {
+		long.Chain = append(long.Chain, convert.Ref{Kind: "Pod", Name: fmt.Sprintf("p-%d", i), UID: fmt.Sprintf("u-%d", i)})
+	}
+	out = append(out, causality.Span{TraceID: encTrace, SpanID: encSpan, Name: "long chain", Kind: causality.KindEvent, Event: long,
+		Attributes: everyValue()})
 	return out
 }
 

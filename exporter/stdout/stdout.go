@@ -154,7 +154,7 @@ func dur(d time.Duration) string {
 }
 
 func attr(s *causality.Span, key string) (string, bool) {
-	for _, a := range s.Attributes {
+	for _, a := range s.AllAttributes() {
 		if string(a.Key) == key {
 			return a.Value.String(), true
 		}
@@ -198,9 +198,9 @@ func JSON(w io.Writer, spans []causality.Span) error {
 				if s.Parent.IsValid() {
 					j.Parent = s.Parent.String()
 				}
-				if len(s.Attributes) > 0 {
+				if attrs := s.AllAttributes(); len(attrs) > 0 {
 					j.Attributes = map[string]string{}
-					for _, a := range s.Attributes {
+					for _, a := range attrs {
 						j.Attributes[string(a.Key)] = a.Value.String()
 					}
 				}
