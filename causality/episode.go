@@ -191,16 +191,16 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 	}
 	target, isCause := parseActedOn(o.Regarding.Kind, o.Reason, o.Note)
 	sp := Span{
-		TraceID:    ep.traceID,
-		SpanID:     eventSpanID(ep.ids, o.EventUID, o.Count),
-		Parent:     obj.id,
-		Name:       e.spanName(o.Regarding.Kind, o.Reason),
-		Kind:       KindEvent,
-		Start:      at,
-		End:        at,
-		Seq:        e.nextSeq(),
-		Service:    e.service(o.ReportingController),
-		Event:      o,
+		TraceID: ep.traceID,
+		SpanID:  eventSpanID(ep.ids, o.EventUID, o.Count),
+		Parent:  obj.id,
+		Name:    e.spanName(o.Regarding.Kind, o.Reason),
+		Kind:    KindEvent,
+		Start:   at,
+		End:     at,
+		Seq:     e.nextSeq(),
+		Service: e.service(o.ReportingController),
+		Event:   o,
 	}
 	if o.Type == "Warning" {
 		sp.Error, sp.StatusMessage = true, o.Note
