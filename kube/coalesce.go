@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -24,22 +25,50 @@ import (
 // then; waiting each time would cap them at what the socket buffer holds
 // per delay, ~50 MB/s with 50ms on loopback).
 
+// Waiting is not enough by itself: the Go runtime's network poller is
+// registered for the socket's readiness, so while the reader waits every
+// event the API server sends (its own TCP segment) wakes the idle process's
+// thread out of epoll_wait for nothing, about one context switch per event,
+// which on a virtual machine costs more than handling the event. So for the
+// wait the socket's SO_RCVLOWAT is raised to waitLowat: the kernel signals
+// readiness only once that much has arrived (or on EOF and errors), and the
+// wait ends on the clock alone. It is set back to 1 before the read, so a
+// read that finds the socket empty blocks until the first byte, as usual.
+
+// waitLowat is the socket's receive low-water mark during a wait: enough
+// that a trickle of events never reaches it, no more than fits the default
+// receive buffer (Linux grows the buffer for a larger mark).
+const waitLowat = 64 << 10
+
 // bulkRate is the read rate above which a connection is taken to be moving
 // bulk data rather than a trickle of watch events (1 KB Events at 16,000/s).
 const bulkRate = 16 << 20 // bytes per second
+
+// eventsKeepAlive are the TCP keep-alives of the Events connection. It
+// speaks HTTP/1.1 (see Client), so the HTTP/2 health check client-go sets
+// up (a PING after 30s without frames, 15s to answer) does not watch it:
+// probes after 15s of silence, every 5s, 6 unanswered, find a dead peer in
+// about the same 45s, instead of the five minutes of 30s keep-alives.
+var eventsKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 6}
 
 // coalescingDial wraps dial (nil: a net.Dialer with client-go's timeouts)
 // so that its connections coalesce reads.
 func coalescingDial(dial func(ctx context.Context, network, addr string) (net.Conn, error), delay time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if dial == nil {
-		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAliveConfig: eventsKeepAlive}).DialContext
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return &coalescingConn{Conn: c, delay: delay, sleep: time.Sleep, now: time.Now}, nil
+		cc := &coalescingConn{Conn: c, delay: delay, sleep: time.Sleep, now: time.Now}
+		if sc, ok := c.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil && setLowat(raw, 1) == nil {
+				cc.lowat = func(n int) error { return setLowat(raw, n) }
+			}
+		}
+		return cc, nil
 	}
 }
 
@@ -57,6 +86,9 @@ type coalescingConn struct {
 	// bytes read from then on, for the bulk rate.
 	since time.Time
 	read  int64
+	// lowat sets the socket's SO_RCVLOWAT; nil where that cannot be done
+	// (not a TCP socket, not Linux).
+	lowat func(int) error
 }
 
 func (c *coalescingConn) Read(p []byte) (int, error) {
@@ -67,7 +99,12 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	if !c.drainedAt.IsZero() {
 		wait := c.delay - now.Sub(c.drainedAt)
 		if wait > 0 && !c.bulk(now) {
+			// Failing to set the mark only costs the wake-ups it saves.
+			raised := c.lowat != nil && c.lowat(waitLowat) == nil
 			c.sleep(wait)
+			if raised {
+				_ = c.lowat(1)
+			}
 			c.since, c.read = c.now(), 0
 		}
 	}

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -105,5 +106,38 @@ func TestCoalescingConnBulkThenTrickle(t *testing.T) {
 	// waits.
 	if waits < 100 || waits > 120 {
 		t.Fatalf("the trickle after the bulk waited %d times in 201 reads, want 100-120", waits)
+	}
+}
+
+// The wait raises the socket's low-water mark and the read after it lowers
+// it again; reads that do not wait leave it alone.
+func TestCoalescingConnLowat(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	var marks []int
+	conn := &coalescingConn{
+		Conn:  &scriptConn{sizes: []int{16 << 10, 100, 100, 16 << 10, 100}},
+		delay: 50 * time.Millisecond,
+		now:   func() time.Time { return clock },
+		lowat: func(n int) error { marks = append(marks, n); return nil },
+	}
+	conn.sleep = func(d time.Duration) {
+		if len(marks) == 0 || marks[len(marks)-1] != waitLowat {
+			t.Errorf("waiting with the marks %v, want %d last", marks, waitLowat)
+		}
+		marks = append(marks, -1) // the wait
+		clock = clock.Add(d)
+	}
+	buf := make([]byte, 16<<10)
+	for range 5 {
+		if _, err := conn.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(time.Millisecond)
+	}
+	// Reads 1 (full) and 2 (after a full one) do not wait; 3 waits; 4
+	// waits (after the short read 3); 5 follows the full read 4.
+	want := []int{waitLowat, -1, 1, waitLowat, -1, 1}
+	if fmt.Sprint(marks) != fmt.Sprint(want) {
+		t.Fatalf("marks and waits %v, want %v", marks, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -93,9 +94,17 @@ func TestLoad(t *testing.T) {
 	}
 	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: extra, Env: env})
 	pid := b.cmd.Process.Pid
-	// Let the start-up settle (caches synced, first exports done).
+	// Let the start-up settle (caches synced, first exports done), then
+	// see what the bridge costs with no events at all (timers,
+	// keepalives): every wake-up is a context switch.
 	time.Sleep(2 * time.Second)
-	cpu0 := loadCPUSeconds(t, pid)
+	const idleFor = 3 * time.Second
+	idleCPU0, idleSw0 := loadTaskCPU(t, pid), loadCtxSwitches(t, pid)
+	time.Sleep(idleFor)
+	idleCPU, idleSw := loadTaskCPU(t, pid)-idleCPU0, loadCtxSwitches(t, pid)-idleSw0
+	t.Logf("bridge at idle: %.2f ms CPU and %.0f context switches per second",
+		idleCPU.Seconds()*1000/idleFor.Seconds(), float64(idleSw)/idleFor.Seconds())
+	cpu0, sw0 := loadCPUSeconds(t, pid), loadCtxSwitches(t, pid)
 	rss0 := loadStatusKB(t, pid, "VmRSS")
 	idleAnon, idleFile, idleHWM := loadStatusKB(t, pid, "RssAnon"), loadStatusKB(t, pid, "RssFile"), loadStatusKB(t, pid, "VmHWM")
 	t.Logf("bridge memory at idle (synced, before the load): RSS %.1f MiB (anonymous %.1f MiB, file-backed %.1f MiB), VmHWM %.1f MiB",
@@ -201,7 +210,7 @@ func TestLoad(t *testing.T) {
 	<-profDone
 	// Give late duplicates a moment to show up.
 	time.Sleep(2 * time.Second)
-	cpu1 := loadCPUSeconds(t, pid)
+	cpu1, sw1 := loadCPUSeconds(t, pid), loadCtxSwitches(t, pid)
 	hwm := loadStatusKB(t, pid, "VmHWM")
 	rss1 := loadStatusKB(t, pid, "VmRSS")
 	rssAnon, rssFile := loadStatusKB(t, pid, "RssAnon"), loadStatusKB(t, pid, "RssFile")
@@ -271,7 +280,8 @@ func TestLoad(t *testing.T) {
 	t.Logf("lag creation → receipt: p50 %s, p90 %s, p99 %s, max %s", loadPct(lags, 50), loadPct(lags, 90), loadPct(lags, 99), loadPct(lags, 100))
 	t.Logf("  of which creation → bridge observed: p50 %s, p99 %s, max %s", loadPct(watchLags, 50), loadPct(watchLags, 99), loadPct(watchLags, 100))
 	t.Logf("  of which bridge observed → receipt:  p50 %s, p99 %s, max %s", loadPct(exportLags, 50), loadPct(exportLags, 99), loadPct(exportLags, 100))
-	t.Logf("bridge CPU: %.2f s for %d events = %.3f CPU-s per 10,000 events (%.1f µs/event)", cpu, n, cpu/float64(n)*10000, cpu/float64(n)*1e6)
+	t.Logf("bridge CPU: %.2f s for %d events = %.3f CPU-s per 10,000 events (%.1f µs/event); %.2f context switches per event",
+		cpu, n, cpu/float64(n)*10000, cpu/float64(n)*1e6, float64(sw1-sw0)/float64(n))
 	t.Logf("bridge memory: RSS %.1f MiB before the load, %.1f MiB after (anonymous %.1f MiB, file-backed %.1f MiB); peak RSS (VmHWM) %.1f MiB; Go heap in use %.1f MiB, Go runtime total %.1f MiB",
 		float64(rss0)/1024, float64(rss1)/1024, float64(rssAnon)/1024, float64(rssFile)/1024, float64(hwm)/1024, heapInuse/(1<<20), goSys/(1<<20))
 	if memStats {
@@ -288,8 +298,9 @@ func TestLoad(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("KOB_LOAD_RESULT gomaxprocs=%d gogc=%d events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f peak_rss_mib=%.1f missing=%d dups=%d",
-		procs, gogc, n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000, float64(hwm)/1024, missing, dups)
+	t.Logf("KOB_LOAD_RESULT gomaxprocs=%d gogc=%d events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f ctxsw_per_event=%.2f idle_ctxsw_per_s=%.0f peak_rss_mib=%.1f missing=%d dups=%d",
+		procs, gogc, n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000,
+		float64(sw1-sw0)/float64(n), float64(idleSw)/idleFor.Seconds(), float64(hwm)/1024, missing, dups)
 	if missing > 0 || dups > 0 {
 		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
 	}
@@ -345,6 +356,54 @@ func loadCPUSeconds(t *testing.T, pid int) float64 {
 	}
 	const userHZ = 100 // USER_HZ: the unit of utime and stime on Linux
 	return (utime + stime) / userHZ
+}
+
+// loadTaskCPU is the CPU time of the process's threads, in nanoseconds
+// (/proc/<pid>/task/*/schedstat), finer than /proc/<pid>/stat's ticks for
+// short intervals.
+func loadTaskCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	paths, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no threads of %d: %v", pid, err)
+	}
+	var sum time.Duration
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread is gone
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
+
+// loadCtxSwitches is the number of context switches of the process's
+// threads so far (voluntary and not): on a virtual machine each costs far
+// more than the work of a small wake-up.
+func loadCtxSwitches(t *testing.T, pid int) int64 {
+	t.Helper()
+	paths, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no threads of %d: %v", pid, err)
+	}
+	var sum int64
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				sum += n
+			}
+		}
+	}
+	return sum
 }
 
 // loadStatusKB reads a "VmXxx: N kB" line of /proc/<pid>/status.
