@@ -103,6 +103,12 @@ func NewWithOptions(cfg *rest.Config, o Options) (*Client, error) {
 	if o.EventsReadDelay > 0 && base.Transport == nil {
 		ec := rest.CopyConfig(base)
 		ec.Dial = coalescingDial(base.Dial, o.EventsReadDelay)
+		// HTTP/1.1: a watch over HTTP/2 has the client send two
+		// WINDOW_UPDATE frames (two TLS records, a write each) per 4 KB
+		// read, a hundred writes a second at a thousand Events a second;
+		// over HTTP/1.1 the stream is a chunked body and TCP's own window
+		// does that work. The connection carries nothing else to multiplex.
+		ec.TLSClientConfig.NextProtos = []string{"http/1.1"}
 		if eventsHTTP, err = rest.HTTPClientFor(ec); err != nil {
 			return nil, fmt.Errorf("kubernetes client for Events: %w", err)
 		}

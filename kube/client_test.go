@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -207,14 +208,17 @@ func TestClientPrefersProtobuf(t *testing.T) {
 }
 
 // With EventsReadDelay the Events API clients (both APIs) have their own
-// connection (coalescing its reads); everything else shares the other one.
+// connection (coalescing its reads, HTTP/1.1); everything else shares the
+// other one (HTTP/2 with a server that speaks it).
 func TestClientEventsConnection(t *testing.T) {
 	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
 		var mu sync.Mutex
 		remote := map[string]string{} // path → the client's address
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto := map[string]int{}     // path → HTTP major version
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			remote[r.URL.Path] = r.RemoteAddr
+			proto[r.URL.Path] = r.ProtoMajor
 			mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			switch {
@@ -226,7 +230,10 @@ func TestClientEventsConnection(t *testing.T) {
 				_ = json.NewEncoder(w).Encode(corev1.Namespace{TypeMeta: metav1.TypeMeta{Kind: "Namespace", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}})
 			}
 		}))
-		cfg := &rest.Config{Host: srv.URL}
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{
+			CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})}}
 		cfg.ContentType = "application/json"
 		c, err := NewWithOptions(cfg, Options{EventsReadDelay: delay})
 		if err != nil {
@@ -248,6 +255,15 @@ func TestClientEventsConnection(t *testing.T) {
 		}
 		if separate := ns != ev; separate != (delay > 0) {
 			t.Errorf("delay %s: namespace GET from %s, Events from %s: separate connections %v, want %v", delay, ns, ev, separate, delay > 0)
+		}
+		wantEvents := 2
+		if delay > 0 {
+			wantEvents = 1
+		}
+		for path, want := range map[string]int{"/api/v1/namespaces/kube-system": 2, "/apis/events.k8s.io/v1/events": wantEvents, "/api/v1/events": wantEvents} {
+			if proto[path] != want {
+				t.Errorf("delay %s: %s over HTTP/%d, want HTTP/%d", delay, path, proto[path], want)
+			}
 		}
 	}
 	if _, err := NewWithOptions(&rest.Config{Host: "http://x"}, Options{EventsReadDelay: -time.Second}); err == nil {
