@@ -69,6 +69,13 @@ type Config struct {
 	// fill up.
 	// Default DefaultBatchTimeout.
 	BatchTimeout time.Duration
+	// BatchMinAge: once the oldest queued item is this old, the next Emit
+	// sends the batch. The export then rides on the activity that brought
+	// the new item (the bridge handles events in bursts, one per coalesced
+	// read) instead of waking the idle process up at BatchTimeout for the
+	// request and again for its answer. Default: half of BatchTimeout; at
+	// most BatchTimeout.
+	BatchMinAge time.Duration
 
 	// LookupEnv resolves ${VAR} references in Headers; nil means
 	// os.LookupEnv. Meant for tests.
@@ -134,6 +141,9 @@ func (c Config) Validate() error {
 	if c.BatchTimeout < 0 {
 		return fmt.Errorf("otlp: BatchTimeout: must not be negative, got %s", c.BatchTimeout)
 	}
+	if c.BatchMinAge < 0 {
+		return fmt.Errorf("otlp: BatchMinAge: must not be negative, got %s", c.BatchMinAge)
+	}
 	return nil
 }
 
@@ -170,6 +180,10 @@ func (c Config) withDefaults() Config {
 	if c.BatchTimeout <= 0 {
 		c.BatchTimeout = DefaultBatchTimeout
 	}
+	if c.BatchMinAge <= 0 {
+		c.BatchMinAge = c.BatchTimeout / 2
+	}
+	c.BatchMinAge = min(c.BatchMinAge, c.BatchTimeout)
 	return c
 }
 

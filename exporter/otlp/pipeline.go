@@ -71,6 +71,7 @@ type pipeline[T any] struct {
 	log          *slog.Logger
 	batchSize    int
 	batchTimeout time.Duration
+	batchMinAge  time.Duration
 
 	slots   chan struct{} // one token per unacknowledged item
 	closing chan struct{} // closed when Shutdown starts
@@ -122,6 +123,7 @@ func newPipeline[T any](sig signal, export func(context.Context, []T) error, shu
 		log:          logger,
 		batchSize:    cfg.BatchSize,
 		batchTimeout: cfg.BatchTimeout,
+		batchMinAge:  cfg.BatchMinAge,
 		slots:        make(chan struct{}, cfg.QueueSize),
 		closing:      make(chan struct{}),
 		wake:         make(chan struct{}, 1),
@@ -166,8 +168,15 @@ func (p *pipeline[T]) enqueue(item T, ack func()) bool {
 		return false
 	}
 	p.seq++
-	p.queue = append(p.queue, queued[T]{item: item, ack: ack, seq: p.seq, at: time.Now()})
-	if len(p.queue) >= p.batchSize || len(p.queue) == 1 {
+	now := time.Now()
+	p.queue = append(p.queue, queued[T]{item: item, ack: ack, seq: p.seq, at: now})
+	switch {
+	case len(p.queue) >= p.batchSize || len(p.queue) == 1:
+		p.signal()
+	case p.flushTo <= p.taken && now.Sub(p.queue[0].at) >= p.batchMinAge:
+		// Old enough: export now, while the process is awake anyway
+		// (see Config.BatchMinAge), everything queued so far.
+		p.flushTo = p.seq
 		p.signal()
 	}
 	return true

@@ -119,6 +119,34 @@ func TestSinkForceFlush(t *testing.T) {
 		func(t *testing.T, u *sinkUnderTest, _ string) { scenarioForceFlush(t, u) })
 }
 
+func TestSinkBatchMinAge(t *testing.T) {
+	forEachSink(t, Config{BatchSize: 100, BatchTimeout: time.Hour, BatchMinAge: 100 * time.Millisecond},
+		func(t *testing.T, u *sinkUnderTest, _ string) { scenarioBatchMinAge(t, u, 100*time.Millisecond) })
+}
+
+// scenarioBatchMinAge: a batch whose oldest item is minAge old goes out with
+// the next Emit, not before it (the timer is far away) and not for a newer
+// batch. The sink must have BatchMinAge minAge, a long BatchTimeout and
+// BatchSize > 4.
+func scenarioBatchMinAge(t *testing.T, u *sinkUnderTest, minAge time.Duration) {
+	ctx := testCtx(t, 20*time.Second)
+	u.emitN(t, ctx, 0, 2)
+	time.Sleep(minAge / 4)
+	u.emitN(t, ctx, 2, 3) // younger than minAge: stays queued
+	time.Sleep(minAge * 2)
+	if n := len(u.received()); n != 0 {
+		t.Fatalf("%d items exported without an Emit after BatchMinAge", n)
+	}
+	u.emitN(t, ctx, 3, 4) // the oldest is past minAge: all four go out
+	u.waitDelivered(t, ctx, 0, 4)
+	checkAcksInOrder(t, u.acks.get(), 4)
+	u.emitN(t, ctx, 4, 5) // a new batch, young: stays queued
+	time.Sleep(minAge / 2)
+	if n := len(u.received()); n != 4 {
+		t.Fatalf("%d items exported, want the first 4 only", n)
+	}
+}
+
 // logHarness is the sinkUnderTest for s, sending to r.
 func logHarness(r *otlpreceiver.Receiver, s *LogSink) *sinkUnderTest {
 	return &sinkUnderTest{
