@@ -58,11 +58,18 @@ func benchOccurrence() *convert.Occurrence {
 	}
 }
 
-// BenchmarkLogSink: one op is one occurrence's log record from
-// convert.LogRecord through LogSink.EmitLinked (queue, batching, ack), the
-// direct OTLP encoder and the gRPC exporter up to the wire bytes, on one core (the
-// sink's worker included). The run ends with ForceFlush, inside the timing.
+// BenchmarkLogSink: one op is one occurrence's log record through the
+// LogSink (queue, batching, ack), the direct OTLP encoder and the gRPC
+// exporter up to the wire bytes, on one core (the sink's worker included).
+// The run ends with ForceFlush, inside the timing. occurrence is the
+// daemon's path (EmitOccurrence: the record encoded straight from the
+// occurrence); record builds convert.LogRecord and emits it (EmitLinked).
 func BenchmarkLogSink(b *testing.B) {
+	b.Run("occurrence", func(b *testing.B) { benchLogSink(b, true) })
+	b.Run("record", func(b *testing.B) { benchLogSink(b, false) })
+}
+
+func benchLogSink(b *testing.B, direct bool) {
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	var wire atomic.Int64
@@ -81,7 +88,13 @@ func BenchmarkLogSink(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := s.EmitLinked(ctx, convert.LogRecord(o), o.TraceID, o.SpanID, ack); err != nil {
+		var err error
+		if direct {
+			err = s.EmitOccurrence(ctx, o, ack)
+		} else {
+			err = s.EmitLinked(ctx, convert.LogRecord(o), o.TraceID, o.SpanID, ack)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -99,10 +112,17 @@ func BenchmarkLogSink(b *testing.B) {
 	b.ReportMetric(float64(wire.Load())/float64(b.N), "otlp-B/record")
 }
 
-// benchSpan is an event span as the causality engine makes it (the
-// attributes of causality's eventAttributes for a pod event).
-func benchSpan() causality.Span {
+// benchSpan is an event span as the causality engine makes it: its
+// attributes derived from its occurrence (Span.Event); with attrs, as the
+// same attributes in a slice instead.
+func benchSpan(attrs bool) causality.Span {
 	o := benchOccurrence()
+	if !attrs {
+		return causality.Span{
+			TraceID: o.TraceID, SpanID: o.SpanID, Parent: trace.SpanID{9, 9, 9, 9, 9, 9, 9, 9},
+			Name: "Pod.Pulled", Kind: causality.KindEvent, Start: o.Time, End: o.Time, Service: "kubelet", Event: o,
+		}
+	}
 	return causality.Span{
 		TraceID: o.TraceID, SpanID: o.SpanID, Parent: trace.SpanID{9, 9, 9, 9, 9, 9, 9, 9},
 		Name: "Pod.Pulled", Kind: causality.KindEvent, Start: o.Time, End: o.Time, Service: "kubelet",
@@ -121,7 +141,14 @@ func benchSpan() causality.Span {
 // BenchmarkTraceSink: one op is one span from TraceSink.Emit (queue,
 // batching, ack) through the direct OTLP encoder (per-service resource) and
 // the gRPC exporter up to the wire bytes, on one core, ForceFlush included.
+// event is an event span as the engine makes it (attributes from its
+// occurrence), attributes the same attributes in a slice.
 func BenchmarkTraceSink(b *testing.B) {
+	b.Run("event", func(b *testing.B) { benchTraceSink(b, benchSpan(false)) })
+	b.Run("attributes", func(b *testing.B) { benchTraceSink(b, benchSpan(true)) })
+}
+
+func benchTraceSink(b *testing.B, span causality.Span) {
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	var wire atomic.Int64
@@ -134,7 +161,6 @@ func BenchmarkTraceSink(b *testing.B) {
 	}
 	s := NewTraceSink(exp, benchResource(), cfg, slog.New(slog.DiscardHandler))
 	defer s.Shutdown(ctx)
-	span := benchSpan()
 	var acked atomic.Int64
 	ack := func() { acked.Add(1) }
 	b.ReportAllocs()
