@@ -150,7 +150,7 @@ func (c *ObjectCache) Start(ctx context.Context, client metadata.Interface) erro
 			// A reflector whose store is the cache itself: an informer would
 			// keep a second copy of every object's metadata.
 			st := &kindStore{c: c, k: k, ns: ns}
-			r := cache.NewReflectorWithOptions(c.listWatch(client, k, ns, what), &metav1.PartialObjectMetadata{}, st,
+			r := cache.NewReflectorWithOptions(c.listWatch(client, st, what), &metav1.PartialObjectMetadata{}, st,
 				cache.ReflectorOptions{Name: "objects", TypeDescription: what})
 			c.stores = append(c.stores, st)
 			go r.RunWithContext(ctx)

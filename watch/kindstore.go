@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,11 @@ type kindStore struct {
 	k      watchedKind
 	ns     string
 	synced atomic.Bool
+
+	mu sync.Mutex
+	// streamed holds the UIDs a watch-list streamed so far (Transformer);
+	// a new watch-list attempt starts it afresh (startStream).
+	streamed *uidSet
 }
 
 func (s *kindStore) Add(obj any) error {
@@ -34,23 +40,39 @@ func (s *kindStore) Delete(obj any) error {
 }
 
 // Replace is a (re)list: every listed object is current; objects of this
-// kind and scope that are not listed any more were deleted meanwhile.
+// kind and scope that are not listed any more were deleted meanwhile. A
+// watch-list's list is the one streamedStub: its objects are the ones it
+// streamed (Transformer).
 func (s *kindStore) Replace(list []any, _ string) error {
-	listed := uidSet{u: make(map[uuid]struct{}, len(list))}
+	listed := &uidSet{u: make(map[uuid]struct{}, len(list))}
 	for _, obj := range list {
 		switch m := obj.(type) {
 		case *metav1.PartialObjectMetadata: // a list's item
 			listed.add(string(m.UID))
 			s.c.observe(s.k, obj)
 		case *listedStub: // a watch-list's: observed as it was streamed (Transformer)
-			listed.add(string(m.uid))
+			s.mu.Lock()
+			if s.streamed != nil {
+				listed.merge(s.streamed)
+			}
+			s.streamed = nil
+			s.mu.Unlock()
 		}
 	}
 	if s.synced.Load() {
-		s.c.markUnlisted(s.k.kind, s.ns, &listed, s.c.opts.Now())
+		s.c.markUnlisted(s.k.kind, s.ns, listed, s.c.opts.Now())
 	}
 	s.synced.Store(true)
 	return nil
+}
+
+// startStream forgets what an earlier watch-list attempt streamed: a new one
+// streams every object again, and one that was streamed before but not now
+// was deleted meanwhile.
+func (s *kindStore) startStream() {
+	s.mu.Lock()
+	s.streamed = nil
+	s.mu.Unlock()
 }
 
 func (s *kindStore) Resync() error { return nil }
@@ -59,6 +81,23 @@ func (s *kindStore) Resync() error { return nil }
 type uidSet struct {
 	u map[uuid]struct{}
 	s map[string]struct{}
+}
+
+// merge adds the UIDs of o (taking its maps when l has none of its own).
+func (l *uidSet) merge(o *uidSet) {
+	if len(l.u) == 0 {
+		l.u = o.u
+	} else {
+		for u := range o.u {
+			l.u[u] = struct{}{}
+		}
+	}
+	for uid := range o.s {
+		if l.s == nil {
+			l.s = map[string]struct{}{}
+		}
+		l.s[uid] = struct{}{}
+	}
 }
 
 func (l *uidSet) add(uid string) {
@@ -97,10 +136,10 @@ func (c *ObjectCache) markUnlisted(kind, ns string, listed *uidSet, now time.Tim
 	}
 }
 
-// listWatch lists and watches one kind's metadata, reporting refusals
-// (RBAC) and failures through watchError.
-func (c *ObjectCache) listWatch(client metadata.Interface, k watchedKind, ns, what string) cache.ListerWatcher {
-	ri := client.Resource(k.gvr).Namespace(ns)
+// listWatch lists and watches the metadata of st's kind in its scope,
+// reporting refusals (RBAC) and failures through watchError.
+func (c *ObjectCache) listWatch(client metadata.Interface, st *kindStore, what string) cache.ListerWatcher {
+	ri := client.Resource(st.k.gvr).Namespace(st.ns)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			l, err := ri.List(ctx, o)
@@ -114,6 +153,9 @@ func (c *ObjectCache) listWatch(client metadata.Interface, k watchedKind, ns, wh
 			return l, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+			if o.SendInitialEvents != nil && *o.SendInitialEvents {
+				st.startStream() // a watch-list attempt
+			}
 			w, err := ri.Watch(ctx, o)
 			if err != nil {
 				c.watchError(what, err)

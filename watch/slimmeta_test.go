@@ -13,8 +13,9 @@ var _ cache.TransformingStore = (*kindStore)(nil)
 
 // TestWatchListTransformer: objects streamed by a watch-list go into the
 // cache as they arrive (the same Objects as through Add), the temporary store
-// keys the stubs like the objects, and Replace with the stubs keeps the
-// listed objects and marks the others deleted.
+// gets one item for all of them, and Replace with it keeps the streamed
+// objects and marks the others deleted; a new watch-list attempt forgets
+// what an earlier one streamed.
 func TestWatchListTransformer(t *testing.T) {
 	dep := partial("Deployment", "demo", "web", "dep-uid")
 	dep.Annotations[TraceparentAnnotation] = testTraceparent
@@ -23,6 +24,8 @@ func TestWatchListTransformer(t *testing.T) {
 	pod := partial("Pod", "demo", "web-5d-x", "pod-uid",
 		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"})
 	gone := partial("Pod", "demo", "web-5d-gone", "gone-uid",
+		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"})
+	early := partial("Pod", "demo", "web-5d-early", "11111111-2222-4333-8444-555555555555",
 		metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d", UID: "rs-uid"})
 
 	viaAdd := newTestCache(t, CacheOptions{})
@@ -34,25 +37,35 @@ func TestWatchListTransformer(t *testing.T) {
 	podStore := &kindStore{c: streamed, k: kindOf(t, "Pod")}
 	podStore.synced.Store(true)
 	streamed.observe(kindOf(t, "Pod"), gone)
+	// An attempt that broke off after streaming early-uid, which was
+	// deleted before the next attempt.
+	podStore.startStream()
+	if _, err := podStore.Transformer()(early); err != nil {
+		t.Fatal(err)
+	}
+	podStore.startStream()
 
-	var podStubs []any
+	temporary := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc, cache.WithTransformer(podStore.Transformer()))
 	for _, m := range []*metav1.PartialObjectMetadata{dep, rs, pod} {
-		ks := &kindStore{c: streamed, k: kindOf(t, m.Kind)}
+		ks := podStore
+		if m.Kind != "Pod" {
+			ks = &kindStore{c: streamed, k: kindOf(t, m.Kind)}
+		}
 		out, err := ks.Transformer()(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		stub, ok := out.(*listedStub)
-		if !ok {
-			t.Fatalf("%s: transformed into %T", m.Name, out)
-		}
-		key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(stub)
-		if want, _ := cache.MetaNamespaceKeyFunc(m); err != nil || key != want {
-			t.Errorf("%s: store key %q (%v), want %q", m.Name, key, err, want)
+		if out != any(streamedStub) {
+			t.Fatalf("%s: transformed into %T %v, want the streamed stub", m.Name, out, out)
 		}
 		if m.Kind == "Pod" {
-			podStubs = append(podStubs, stub)
+			if err := temporary.Add(m); err != nil {
+				t.Fatal(err)
+			}
 		}
+	}
+	if n := len(temporary.List()); n != 1 {
+		t.Errorf("the temporary store holds %d items, want the one stub", n)
 	}
 	// Streamed objects are in the cache before the bookmark, as through Add.
 	for _, uid := range []string{"dep-uid", "rs-uid", "pod-uid"} {
@@ -62,14 +75,19 @@ func TestWatchListTransformer(t *testing.T) {
 			t.Errorf("%s: cached %+v from the stream, %+v through Add", uid, b, a)
 		}
 	}
-	if err := podStore.Replace(podStubs, "9"); err != nil {
+	if err := podStore.Replace(temporary.List(), "9"); err != nil {
 		t.Fatal(err)
 	}
 	if o, ok := streamed.Get("pod-uid"); !ok || !o.Deleted.IsZero() {
 		t.Errorf("listed pod: %+v, %v", o, ok)
 	}
-	if o, ok := streamed.Get("gone-uid"); !ok || o.Deleted.IsZero() {
-		t.Errorf("unlisted pod not marked deleted: %+v, %v", o, ok)
+	for _, uid := range []string{"gone-uid", string(early.UID)} {
+		if o, ok := streamed.Get(uid); !ok || o.Deleted.IsZero() {
+			t.Errorf("%s: not streamed but not marked deleted: %+v, %v", uid, o, ok)
+		}
+	}
+	if podStore.streamed != nil {
+		t.Error("the streamed UIDs are kept after Replace")
 	}
 	// Anything else passes unchanged.
 	if v, _ := podStore.Transformer()("x"); v != "x" {

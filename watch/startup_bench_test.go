@@ -679,8 +679,14 @@ type startupResult struct {
 
 // runStartup starts an ObjectCache against f and waits for the sync,
 // sampling the heap every 2ms.
+// The daemon's GC targets in steady state and while the caches sync.
+const startupGOGC, startupSyncGOGC = 50, 10
+
 func runStartup(tb testing.TB, f *startupFixture, shape startupShape) startupResult {
 	tb.Helper()
+	// The daemon's GC: GOGC=50 as the deploy manifests set it, 10 while
+	// the caches sync (cmd/kube-otel-bridge: syncGCPercent).
+	defer debug.SetGCPercent(debug.SetGCPercent(startupGOGC))
 	var r startupResult
 	r.base = startupSettle()
 	debug.FreeOSMemory()
@@ -700,12 +706,14 @@ func runStartup(tb testing.TB, f *startupFixture, shape startupShape) startupRes
 		tb.Fatal(err)
 	}
 	start := time.Now()
+	debug.SetGCPercent(startupSyncGOGC)
 	if err := c.Start(ctx, md); err != nil {
 		tb.Fatal(err)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
 	synced := c.WaitForSync(wctx)
 	wcancel()
+	debug.SetGCPercent(startupGOGC)
 	r.took = time.Since(start)
 	mem.finish()
 	if !synced {

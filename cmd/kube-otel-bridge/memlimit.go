@@ -42,3 +42,24 @@ func applyMemoryLimit(limit int64, gomemlimit string) int64 {
 	debug.SetMemoryLimit(limit)
 	return limit
 }
+
+// syncGCPercent is the GC target while the caches sync at start-up: the
+// initial list or watch-list of every watched object passes through the
+// heap in a few seconds (decoded metadata, then garbage), and at the
+// steady-state GOGC (50 in the manifests) the heap would grow half as much
+// again as the peak live heap before collecting. Collecting at 10 % keeps
+// the start-up spike close to the live peak for a few seconds of GC work
+// (BenchmarkObjectCacheStartup).
+const syncGCPercent = 10
+
+// lowGCWhileSyncing lowers the GC target to syncGCPercent and returns the
+// function that restores the one in force before. A lower one (GOGC=5) or
+// none (GOGC=off) is left alone.
+func lowGCWhileSyncing() (restore func()) {
+	prev := debug.SetGCPercent(syncGCPercent)
+	if prev < 0 || prev <= syncGCPercent {
+		debug.SetGCPercent(prev)
+		return func() {}
+	}
+	return func() { debug.SetGCPercent(prev) }
+}

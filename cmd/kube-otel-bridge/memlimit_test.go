@@ -36,3 +36,22 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Errorf("off: limit %d, want none", got)
 	}
 }
+
+// The GC target is lowered while the caches sync and restored after; a
+// target already lower, or GC off, is left alone.
+func TestLowGCWhileSyncing(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	for _, c := range []struct{ before, during int }{{50, syncGCPercent}, {100, syncGCPercent}, {5, 5}, {syncGCPercent, syncGCPercent}, {-1, -1}} {
+		debug.SetGCPercent(c.before)
+		restore := lowGCWhileSyncing()
+		if got := debug.SetGCPercent(-1); got != c.during {
+			t.Errorf("GOGC %d: %d while syncing, want %d", c.before, got, c.during)
+		}
+		debug.SetGCPercent(c.during)
+		restore()
+		if got := debug.SetGCPercent(100); got != c.before {
+			t.Errorf("GOGC %d: %d after the sync", c.before, got)
+		}
+	}
+}

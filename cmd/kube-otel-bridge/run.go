@@ -355,18 +355,24 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	stats.source = func() (watch.SourceStats, bool) { return src.Stats(), true }
-	if err := objects.Start(ctx, kc.Metadata); err != nil {
+	// The caches sync with the GC working harder (see syncGCPercent).
+	restoreGC := lowGCWhileSyncing()
+	synced, err := func() (bool, error) {
+		defer restoreGC()
+		if err := objects.Start(ctx, kc.Metadata); err != nil {
+			return false, err
+		}
+		if !objects.WaitForSync(ctx) {
+			// Refused by RBAC (Err says so), or stopped before the caches synced.
+			return false, objects.Err()
+		}
+		if err := src.Start(ctx); err != nil {
+			return false, err
+		}
+		return src.WaitForSync(ctx), nil
+	}()
+	if !synced {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
-	}
-	if !objects.WaitForSync(ctx) {
-		// Refused by RBAC, or stopped before the caches synced.
-		return errors.Join(objects.Err(), shutdown(sinks, o.shutdownTimeout))
-	}
-	if err := src.Start(ctx); err != nil {
-		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
-	}
-	if !src.WaitForSync(ctx) {
-		return shutdown(sinks, o.shutdownTimeout)
 	}
 	hl.setReady(true, "")
 	log.Info("watching events", "api", src.API(), "objects", objects.Len(), "cluster", o.clusterName, "version", version)
