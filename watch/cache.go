@@ -210,7 +210,11 @@ func (c *ObjectCache) watchError(what string, err error) {
 	c.opts.Logger.Warn("object cache watch failed; the informer lists or watches again", "resource", what, "err", err)
 }
 
-func (c *ObjectCache) observe(k watchedKind, obj any) {
+func (c *ObjectCache) observe(k watchedKind, obj any) { c.observeStreamed(k, obj, 0, false) }
+
+// observeStreamed is observe, noting in the entry, when streamed, the
+// watch-list attempt that streamed it.
+func (c *ObjectCache) observeStreamed(k watchedKind, obj any, attempt uint8, streamed bool) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok || m.UID == "" {
 		return
@@ -225,6 +229,9 @@ func (c *ObjectCache) observe(k watchedKind, obj any) {
 	c.mu.Lock()
 	e := c.putLocked(uid, k.kind, k.apiVersion, m.Namespace, m.Name, owners)
 	e.generation = m.Generation
+	if streamed {
+		e.streamed = attempt
+	}
 	if tp := traceparent(m.Annotations); tp != "" {
 		e.extra().traceparent = tp
 	}

@@ -181,7 +181,7 @@ func (s *EventSource) Start(ctx context.Context) error {
 	}
 	for _, ns := range namespaces {
 		store := newEventStore(ctx, s)
-		r := cache.NewReflectorWithOptions(s.listWatch(ns, tweak), s.expectedType(), store, cache.ReflectorOptions{
+		r := cache.NewReflectorWithOptions(s.listWatch(store, ns, tweak), s.expectedType(), store, cache.ReflectorOptions{
 			Name: "events", TypeDescription: "Event (" + s.api + ")",
 		})
 		s.stores = append(s.stores, store)
@@ -207,7 +207,7 @@ func (s *EventSource) expectedType() runtime.Object {
 // listWatch lists and watches Events, counting its own lists and watches:
 // every one after the first is a restart (410 Gone, API server restart,
 // network), whichever path inside client-go retried it.
-func (s *EventSource) listWatch(ns string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
+func (s *EventSource) listWatch(store *eventStore, ns string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			if s.stats.lists.Add(1) > 1 {
@@ -219,6 +219,10 @@ func (s *EventSource) listWatch(ns string, tweak func(*metav1.ListOptions)) cach
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
 			if s.stats.watches.Add(1) > 1 {
 				s.stats.watchErrors.Add(1)
+			}
+			if o.SendInitialEvents != nil && *o.SendInitialEvents {
+				s.stats.watchLists.Add(1)
+				store.startStream() // a watch-list attempt
 			}
 			tweak(&o)
 			return s.client.WatchEvents(ctx, s.api, ns, o)
@@ -488,7 +492,7 @@ func SplitList(s string) []string {
 
 type sourceCounters struct {
 	received, occurrences, unresolved, watchErrors, failed atomic.Uint64
-	lists, watches                                         atomic.Uint64
+	lists, watches, watchLists                             atomic.Uint64
 	held                                                   atomic.Int64
 }
 
@@ -508,6 +512,11 @@ type SourceStats struct {
 	WatchErrors uint64
 	// Failed counts occurrences the handler returned an error for.
 	Failed uint64
+	// Lists counts LISTs of Events and WatchLists watches that stream the
+	// current Events first (sendInitialEvents): the ways the source syncs,
+	// at the start and after a watch broke. A watch-list keeps only a key
+	// per Event until it ends; a LIST holds every Event of the response.
+	Lists, WatchLists uint64
 }
 
 // Stats returns the counters.
@@ -515,5 +524,6 @@ func (s *EventSource) Stats() SourceStats {
 	return SourceStats{
 		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
 		Unresolved: s.stats.unresolved.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
+		Lists: s.stats.lists.Load(), WatchLists: s.stats.watchLists.Load(),
 	}
 }

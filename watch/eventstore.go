@@ -23,6 +23,9 @@ type eventStore struct {
 	mu     sync.Mutex
 	known  map[string]knownEvent // by namespace/name
 	synced atomic.Bool
+	// streamed holds the keys (known's own) of the Events the current
+	// watch-list streamed so far (Transformer); nil outside one.
+	streamed map[string]struct{}
 }
 
 type knownEvent struct {
@@ -150,10 +153,61 @@ func (st *eventStore) Delete(obj any) error {
 	return nil
 }
 
+// Transformer makes eventStore a cache.TransformingStore: a reflector that
+// syncs by watch-list (sendInitialEvents, the default with client-go ≥ 1.35
+// and an API server with WatchList) keeps every streamed object in a
+// temporary store until the initial-events-end bookmark and only then calls
+// Replace with its contents: every live Event whole, an hour of them. The
+// transform hands each streamed Event on as Replace would (to the worker,
+// as initial the first time) and notes its key; the temporary store keeps
+// its key and the same streamedStub for every Event, and Replace takes the
+// noted keys.
+func (st *eventStore) Transformer() cache.TransformFunc {
+	return func(obj any) (any, error) {
+		m, err := metaOf(obj)
+		if err != nil {
+			return obj, nil
+		}
+		initial := !st.synced.Load()
+		var buf [maxStackKey]byte
+		key := appendKey(buf[:0], m)
+		st.mu.Lock()
+		prev, had := st.known[string(key)]
+		k := st.own(prev, key, m)
+		stored := k.id[:len(key)]
+		st.known[stored] = k
+		if st.streamed == nil {
+			st.streamed = map[string]struct{}{}
+		}
+		st.streamed[stored] = struct{}{}
+		st.mu.Unlock()
+		if initial || !had || prev != k {
+			obj, _ = slimEvent(obj)
+			st.s.enqueue(st.ctx, obj, initial)
+		}
+		return streamedStub, nil
+	}
+}
+
+// startStream forgets what an earlier watch-list attempt streamed: a new one
+// streams every Event again, and one streamed before but not now was
+// deleted meanwhile.
+func (st *eventStore) startStream() {
+	st.mu.Lock()
+	st.streamed = nil
+	st.mu.Unlock()
+}
+
 // Replace is a list: the first one is the initial list; later ones (a
 // relist after the watch broke) yield the Events that changed meanwhile and
-// the deletions of those that went away.
+// the deletions of those that went away. A watch-list's list is
+// streamedStub, once per Event: its Events went on as they were streamed
+// (Transformer), and those not streamed went away.
 func (st *eventStore) Replace(list []any, _ string) error {
+	if _, ok := firstItem(list).(*listedStub); ok {
+		st.replaceStreamed()
+		return nil
+	}
 	initial := !st.synced.Load()
 	fresh := make(map[string]knownEvent, len(list))
 	var changed []any
@@ -191,6 +245,27 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	}
 	st.synced.Store(true)
 	return nil
+}
+
+// replaceStreamed ends a watch-list: the known Events it did not stream
+// were deleted meanwhile.
+func (st *eventStore) replaceStreamed() {
+	var gone []knownEvent
+	var goneKeys []string
+	st.mu.Lock()
+	for key, k := range st.known {
+		if _, ok := st.streamed[key]; !ok {
+			gone, goneKeys = append(gone, k), append(goneKeys, key)
+			delete(st.known, key)
+		}
+	}
+	st.streamed = nil
+	st.mu.Unlock()
+	for i, k := range gone {
+		ns, name, _ := cache.SplitMetaNamespaceKey(goneKeys[i])
+		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid(goneKeys[i])}})
+	}
+	st.synced.Store(true)
 }
 
 func (st *eventStore) Resync() error { return nil }

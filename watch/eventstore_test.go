@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sort"
 	"testing"
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 )
 
 func storeEvent(name, uid, rv string) *eventsv1.Event {
@@ -67,6 +69,69 @@ func TestEventStoreRelist(t *testing.T) {
 	_ = st.Delete(storeEvent("a", "ua", "4"))
 	if got := drain(s); len(got) != 1 || !got[0].deleted || st.Len() != 1 {
 		t.Errorf("delete: %+v, %d known", got, st.Len())
+	}
+}
+
+// A watch-list streams the Events through the store's transform: each goes
+// on as it arrives (initial the first time), the reflector's temporary
+// store holds the one stub under every Event's key, and Replace with them
+// ends the list: what was not streamed (this attempt) went away.
+func TestEventStoreWatchList(t *testing.T) {
+	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}}
+	s.opts.Now = time.Now
+	st := newEventStore(context.Background(), s)
+	var _ cache.TransformingStore = st
+	stream := func(evs ...*eventsv1.Event) []any {
+		t.Helper()
+		st.startStream()
+		temporary := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc, cache.WithTransformer(st.Transformer()))
+		for _, ev := range evs {
+			if err := temporary.Add(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return temporary.List()
+	}
+	list := stream(storeEvent("a", "ua", "1"), storeEvent("b", "ub", "2"), storeEvent("c", "uc", "3"))
+	for _, item := range list {
+		if item != any(streamedStub) {
+			t.Fatalf("the temporary store holds %T %v, want only the stub", item, item)
+		}
+	}
+	got := drain(s)
+	if len(got) != 3 || !got[0].initial || !got[2].initial || got[0].ev.ManagedFields != nil {
+		t.Fatalf("initial stream: %+v", got)
+	}
+	if st.HasSynced() {
+		t.Fatal("synced before the bookmark")
+	}
+	_ = st.Replace(list, "3")
+	if got := drain(s); len(got) != 0 || !st.HasSynced() || st.Len() != 3 {
+		t.Fatalf("end of the initial watch-list: %+v, synced %v, %d known", got, st.HasSynced(), st.Len())
+	}
+	_ = st.Update(storeEvent("a", "ua", "4"))
+	drain(s)
+	// The watch broke. An attempt streams d, then breaks too; d is deleted
+	// before the next one, which streams a (unchanged) and b (changed);
+	// c was deleted meanwhile.
+	stream(storeEvent("d", "ud", "5"))
+	if got := drain(s); len(got) != 1 || got[0].ev.Name != "d" || got[0].initial {
+		t.Fatalf("the broken attempt: %+v", got)
+	}
+	list = stream(storeEvent("a", "ua", "4"), storeEvent("b", "ub", "7"))
+	_ = st.Replace(list, "9")
+	got = drain(s)
+	var names []string
+	for _, ob := range got {
+		names = append(names, fmt.Sprintf("%s deleted=%v initial=%v", ob.ev.Name, ob.deleted, ob.initial))
+	}
+	sort.Strings(names)
+	want := []string{"b deleted=false initial=false", "c deleted=true initial=false", "d deleted=true initial=false"}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Fatalf("relist by watch-list: %v, want %v", names, want)
+	}
+	if st.Len() != 2 || st.streamed != nil {
+		t.Errorf("%d Events known (want 2), streamed set kept: %v", st.Len(), st.streamed != nil)
 	}
 }
 

@@ -22,9 +22,12 @@ type kindStore struct {
 	synced atomic.Bool
 
 	mu sync.Mutex
-	// streamed holds the UIDs a watch-list streamed so far (Transformer);
-	// a new watch-list attempt starts it afresh (startStream).
-	streamed *uidSet
+	// attempt numbers the watch-list attempts (startStream); the entries an
+	// attempt streams are marked with it (Transformer), so that Replace can
+	// tell them from the others without a set of their UIDs. It wraps: an
+	// entry not streamed by an attempt is marked deleted at its Replace, so
+	// no live entry is 256 attempts old.
+	attempt uint8
 }
 
 func (s *kindStore) Add(obj any) error {
@@ -44,19 +47,22 @@ func (s *kindStore) Delete(obj any) error {
 // watch-list's list is the one streamedStub: its objects are the ones it
 // streamed (Transformer).
 func (s *kindStore) Replace(list []any, _ string) error {
+	if _, ok := firstItem(list).(*listedStub); ok {
+		// A watch-list's: observed as they were streamed (Transformer).
+		s.mu.Lock()
+		attempt := s.attempt
+		s.mu.Unlock()
+		if s.synced.Load() {
+			s.c.markUnstreamed(s.k.kind, s.ns, attempt, s.c.opts.Now())
+		}
+		s.synced.Store(true)
+		return nil
+	}
 	listed := &uidSet{u: make(map[uuid]struct{}, len(list))}
 	for _, obj := range list {
-		switch m := obj.(type) {
-		case *metav1.PartialObjectMetadata: // a list's item
+		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
 			listed.add(string(m.UID))
 			s.c.observe(s.k, obj)
-		case *listedStub: // a watch-list's: observed as it was streamed (Transformer)
-			s.mu.Lock()
-			if s.streamed != nil {
-				listed.merge(s.streamed)
-			}
-			s.streamed = nil
-			s.mu.Unlock()
 		}
 	}
 	if s.synced.Load() {
@@ -66,12 +72,12 @@ func (s *kindStore) Replace(list []any, _ string) error {
 	return nil
 }
 
-// startStream forgets what an earlier watch-list attempt streamed: a new one
-// streams every object again, and one that was streamed before but not now
-// was deleted meanwhile.
+// startStream begins a watch-list attempt: it streams every object again,
+// and one that an earlier attempt streamed but this one does not was
+// deleted meanwhile.
 func (s *kindStore) startStream() {
 	s.mu.Lock()
-	s.streamed = nil
+	s.attempt++
 	s.mu.Unlock()
 }
 
@@ -83,21 +89,12 @@ type uidSet struct {
 	s map[string]struct{}
 }
 
-// merge adds the UIDs of o (taking its maps when l has none of its own).
-func (l *uidSet) merge(o *uidSet) {
-	if len(l.u) == 0 {
-		l.u = o.u
-	} else {
-		for u := range o.u {
-			l.u[u] = struct{}{}
-		}
+// firstItem is list's first item, nil for none.
+func firstItem(list []any) any {
+	if len(list) == 0 {
+		return nil
 	}
-	for uid := range o.s {
-		if l.s == nil {
-			l.s = map[string]struct{}{}
-		}
-		l.s[uid] = struct{}{}
-	}
+	return list[0]
 }
 
 func (l *uidSet) add(uid string) {
@@ -114,6 +111,26 @@ func (l *uidSet) add(uid string) {
 // markUnlisted marks deleted at now the live objects of a kind in a
 // namespace ("" all) that are not in listed.
 func (c *ObjectCache) markUnlisted(kind, ns string, listed *uidSet, now time.Time) {
+	c.markLive(kind, ns, now, func(e *entry, uid string) bool {
+		if uid != "" {
+			_, ok := listed.s[uid]
+			return ok
+		}
+		_, ok := listed.u[e.uid]
+		return ok
+	})
+}
+
+// markUnstreamed marks deleted at now the live objects of a kind in a
+// namespace ("" all) that watch-list attempt did not stream.
+func (c *ObjectCache) markUnstreamed(kind, ns string, attempt uint8, now time.Time) {
+	c.markLive(kind, ns, now, func(e *entry, _ string) bool { return e.streamed == attempt })
+}
+
+// markLive marks deleted at now the live objects of a kind in a namespace
+// ("" all) that keep does not keep; keep gets the entry and, for a UID
+// that is not a canonical UUID, the UID.
+func (c *ObjectCache) markLive(kind, ns string, now time.Time, keep func(e *entry, uid string) bool) {
 	var gone []string
 	c.mu.RLock()
 	unlisted := func(e *entry) bool {
@@ -121,12 +138,12 @@ func (c *ObjectCache) markUnlisted(kind, ns string, listed *uidSet, now time.Tim
 		return k == kind && !e.isDeleted() && (ns == "" || c.namespaceOf(e) == ns)
 	}
 	for e := range c.uuids.all() {
-		if _, ok := listed.u[e.uid]; !ok && unlisted(e) {
+		if unlisted(e) && !keep(e, "") {
 			gone = append(gone, e.uid.String())
 		}
 	}
 	for uid, e := range c.byStr {
-		if _, ok := listed.s[uid]; !ok && unlisted(e) {
+		if unlisted(e) && !keep(e, uid) {
 			gone = append(gone, uid)
 		}
 	}

@@ -13,12 +13,13 @@ import (
 // and an API server with WatchList) keeps every streamed object in a
 // temporary store until the initial-events-end bookmark and only then calls
 // Replace with its contents. It applies this transform as each object
-// arrives. The transform puts the object into the slim cache right away and
-// notes its UID (16 bytes in a set); the temporary store gets the same
-// streamedStub for every object, so it holds one item, not a key, a map
-// entry and a stub per object (≈ 215 bytes each, more than the cache's own
-// 129). Replace takes the streamed UIDs from the set: the start-up peak is
-// the cache plus the set (BenchmarkObjectCacheStartup).
+// arrives. The transform puts the object into the slim cache right away,
+// marked with the watch-list attempt (a byte of the entry's padding); the
+// temporary store keeps the object's key (namespace/name) with the same
+// streamedStub for every object instead of a stub of its own and the
+// strings it holds (together ≈ 215 bytes per object, more than the cache's
+// own 129). Replace tells the streamed objects by their mark
+// (BenchmarkObjectCacheStartup).
 //
 // Before the initial-events-end bookmark the API server sends only the
 // initial ADDED events; should a deletion come in between, the cache would
@@ -29,20 +30,18 @@ func (s *kindStore) Transformer() cache.TransformFunc {
 		if !ok {
 			return obj, nil
 		}
-		s.c.observe(s.k, m)
 		s.mu.Lock()
-		if s.streamed == nil {
-			s.streamed = &uidSet{u: map[uuid]struct{}{}}
-		}
-		s.streamed.add(string(m.UID))
+		attempt := s.attempt
 		s.mu.Unlock()
+		s.c.observeStreamed(s.k, m, attempt, true)
 		return streamedStub, nil
 	}
 }
 
 // streamedStub is the item a watch-list's temporary store holds for every
-// object streamed (Transformer): one key, whose name no object can have.
-var streamedStub = &listedStub{name: "/streamed"}
+// object streamed (Transformer): the store keys items by the object as it
+// came, before the transform.
+var streamedStub = &listedStub{name: "streamed"}
 
 // listedStub is a store item standing for objects already in the cache.
 // The getters a store may call (key, resourceVersion for its metrics,

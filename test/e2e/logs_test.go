@@ -828,9 +828,18 @@ func TestInitialLookback(t *testing.T) {
 	startBridge(t, rcvNo.Addr(), bridgeOpts{Namespaces: ns})
 	// With it, recent ones are emitted too.
 	rcvLB := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
-	startBridge(t, rcvLB.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--initial-lookback", "5m"}})
+	lb := startBridge(t, rcvLB.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--initial-lookback", "5m"}})
 
 	waitUIDCounts(ctx, t, rcvLB, string(old.UID), 1)
+	// The mini cluster's API server streams the initial Events (watch-list):
+	// the Event from before the start came through the store's transform.
+	maddr := lb.metricsAddr(ctx)
+	for method, want := range map[string]float64{"watch-list": 1, "list": 0} {
+		sample := `kube_otel_bridge_events_syncs_total{method="` + method + `"}`
+		if v, ok, err := metricValue(ctx, maddr, sample); err != nil || !ok || v != want {
+			t.Errorf("%s = %v (present %v, err %v), want %v", sample, v, ok, err, want)
+		}
+	}
 	fresh := createEvent(ctx, t, ns, "after-start", corev1.EventTypeNormal, "E2ENew")
 	waitUIDCounts(ctx, t, rcvNo, string(fresh.UID), 1)
 	waitUIDCounts(ctx, t, rcvLB, string(fresh.UID), 1)
