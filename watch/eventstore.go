@@ -9,6 +9,8 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
@@ -278,4 +280,38 @@ func (st *eventStore) Len() int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return len(st.known)
+}
+
+// streamedStub is the item the reflector's watch-list temporary store holds
+// for every Event streamed (Transformer): the store keys items by the
+// object as it came, before the transform, so one stub does for all.
+var streamedStub = &listedStub{name: "streamed"}
+
+// listedStub is a store item standing for Events handed on already. The
+// getters a store may call (key, resourceVersion for its metrics) answer;
+// the embedded nil metav1.Object only completes the interface: its setters
+// are never called on a store's items.
+type listedStub struct {
+	metav1.Object
+	name string
+}
+
+func (l *listedStub) GetNamespace() string                          { return "" }
+func (l *listedStub) GetName() string                               { return l.name }
+func (l *listedStub) GetUID() types.UID                             { return "" }
+func (l *listedStub) GetResourceVersion() string                    { return "" }
+func (l *listedStub) GetGeneration() int64                          { return 0 }
+func (l *listedStub) GetLabels() map[string]string                  { return nil }
+func (l *listedStub) GetAnnotations() map[string]string             { return nil }
+func (l *listedStub) GetOwnerReferences() []metav1.OwnerReference   { return nil }
+func (l *listedStub) GetDeletionTimestamp() *metav1.Time            { return nil }
+func (l *listedStub) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
+func (l *listedStub) GetFinalizers() []string                       { return nil }
+func (l *listedStub) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
+
+// GetObjectKind and DeepCopyObject make it a runtime.Object.
+func (l *listedStub) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (l *listedStub) DeepCopyObject() runtime.Object {
+	c := *l
+	return &c
 }

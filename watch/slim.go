@@ -83,8 +83,8 @@ type entry struct {
 	kind      uint8  // index in ObjectCache.kinds; 0: ext.kind, ext.apiVersion
 	ownerKind uint8  // index in ObjectCache.kinds; 0: no inline owner
 	flags     uint8
-	// streamed is the watch-list attempt of its kind store that last
-	// streamed it (kindStore.Transformer); it fills the entry's padding.
+	// streamed is the list of its kind store that last streamed it
+	// (kindStore.streamList); it fills the entry's padding.
 	streamed uint8
 }
 
