@@ -209,27 +209,26 @@ func (s *EventSource) expectedType() runtime.Object {
 // network), whichever path inside client-go retried it.
 func (s *EventSource) listWatch(store *eventStore, ns string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
 	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(ctx context.Context, _ metav1.ListOptions) (runtime.Object, error) {
 			if s.stats.lists.Add(1) > 1 {
 				s.stats.watchErrors.Add(1)
 			}
-			tweak(&o)
-			return s.client.ListEvents(ctx, s.api, ns, o)
+			return store.streamList(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				tweak(&o)
+				return s.client.ListEvents(ctx, s.api, ns, o)
+			})
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
 			if s.stats.watches.Add(1) > 1 {
 				s.stats.watchErrors.Add(1)
 			}
-			if o.SendInitialEvents != nil && *o.SendInitialEvents {
-				s.stats.watchLists.Add(1)
-				store.startStream() // a watch-list attempt
-			}
 			tweak(&o)
 			return s.client.WatchEvents(ctx, s.api, ns, o)
 		},
 	}
-	// Like client-go's own informers: fake clients opt out of watch-list.
-	return cache.ToListWatcherWithWatchListSemantics(lw, s.client)
+	// LIST (page by page, see streamList) and watch, never watch-list: its
+	// temporary store would keep every Event whole until the stream ends.
+	return cache.ToListWatcherWithWatchListSemantics(lw, listOnly{})
 }
 
 // WaitForSync waits until the Event informers have listed, then queues a
@@ -492,7 +491,7 @@ func SplitList(s string) []string {
 
 type sourceCounters struct {
 	received, occurrences, unresolved, watchErrors, failed atomic.Uint64
-	lists, watches, watchLists                             atomic.Uint64
+	lists, watches                                         atomic.Uint64
 	held                                                   atomic.Int64
 }
 
@@ -512,11 +511,9 @@ type SourceStats struct {
 	WatchErrors uint64
 	// Failed counts occurrences the handler returned an error for.
 	Failed uint64
-	// Lists counts LISTs of Events and WatchLists watches that stream the
-	// current Events first (sendInitialEvents): the ways the source syncs,
-	// at the start and after a watch broke. A watch-list keeps only a key
-	// per Event until it ends; a LIST holds every Event of the response.
-	Lists, WatchLists uint64
+	// Lists counts the lists of Events (the first, and one after every
+	// watch that broke for good, e.g. 410 Gone), each page by page.
+	Lists uint64
 }
 
 // Stats returns the counters.
@@ -524,6 +521,6 @@ func (s *EventSource) Stats() SourceStats {
 	return SourceStats{
 		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
 		Unresolved: s.stats.unresolved.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
-		Lists: s.stats.lists.Load(), WatchLists: s.stats.watchLists.Load(),
+		Lists: s.stats.lists.Load(),
 	}
 }

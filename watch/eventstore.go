@@ -7,10 +7,10 @@ import (
 	"sync/atomic"
 
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
@@ -25,8 +25,8 @@ type eventStore struct {
 	mu     sync.Mutex
 	known  map[string]knownEvent // by namespace/name
 	synced atomic.Bool
-	// streamed holds the keys (known's own) of the Events the current
-	// watch-list streamed so far (Transformer); nil outside one.
+	// streamed holds the keys (known's own) of the Events the current list
+	// streamed so far (streamList); nil outside one.
 	streamed map[string]struct{}
 }
 
@@ -155,45 +155,74 @@ func (st *eventStore) Delete(obj any) error {
 	return nil
 }
 
-// Transformer makes eventStore a cache.TransformingStore: a reflector that
-// syncs by watch-list (sendInitialEvents, the default with client-go ≥ 1.35
-// and an API server with WatchList) keeps every streamed object in a
-// temporary store until the initial-events-end bookmark and only then calls
-// Replace with its contents: every live Event whole, an hour of them. The
-// transform hands each streamed Event on as Replace would (to the worker,
-// as initial the first time) and notes its key; the temporary store keeps
-// its key and the same streamedStub for every Event, and Replace takes the
-// noted keys.
-func (st *eventStore) Transformer() cache.TransformFunc {
-	return func(obj any) (any, error) {
-		m, err := metaOf(obj)
+// streamList lists the Events page by page with consistent reads, which
+// every API server pages (as the object cache's kind stores do), and hands
+// each Event on as it arrives, as Replace would (to the worker, as initial
+// the first time), noting its key: client-go's reflector would hold every
+// page until the list ends, and an API server's watch cache answers its
+// first LIST (resourceVersion 0) in one response whatever the limit: every
+// live Event whole, an hour of them. The list returned holds one Event
+// named streamedName, which tells Replace to take the noted keys. When a
+// continue token expires (etcd compacted meanwhile) the list starts over.
+func (st *eventStore) streamList(ctx context.Context, list func(context.Context, metav1.ListOptions) (runtime.Object, error)) (runtime.Object, error) {
+	st.startStream()
+	opts := metav1.ListOptions{Limit: listPageSize}
+	for {
+		l, err := list(ctx, opts)
+		if apierrors.IsResourceExpired(err) && opts.Continue != "" {
+			st.startStream()
+			opts.Continue = ""
+			continue
+		}
 		if err != nil {
-			return obj, nil
+			return nil, err
 		}
-		initial := !st.synced.Load()
-		var buf [maxStackKey]byte
-		key := appendKey(buf[:0], m)
-		st.mu.Lock()
-		prev, had := st.known[string(key)]
-		k := st.own(prev, key, m)
-		stored := k.id[:len(key)]
-		st.known[stored] = k
-		if st.streamed == nil {
-			st.streamed = map[string]struct{}{}
+		lm, err := meta.ListAccessor(l)
+		if err != nil {
+			return nil, err
 		}
-		st.streamed[stored] = struct{}{}
-		st.mu.Unlock()
-		if initial || !had || prev != k {
-			obj, _ = slimEvent(obj)
-			st.s.enqueue(st.ctx, obj, initial)
+		if err := meta.EachListItem(l, func(obj runtime.Object) error {
+			st.stream(obj)
+			return nil
+		}); err != nil {
+			return nil, err
 		}
-		return streamedStub, nil
+		if lm.GetContinue() == "" {
+			return &eventsv1.EventList{ListMeta: metav1.ListMeta{ResourceVersion: lm.GetResourceVersion()},
+				Items: []eventsv1.Event{{ObjectMeta: metav1.ObjectMeta{Name: streamedName}}}}, nil
+		}
+		opts.Continue = lm.GetContinue()
 	}
 }
 
-// startStream forgets what an earlier watch-list attempt streamed: a new one
-// streams every Event again, and one streamed before but not now was
-// deleted meanwhile.
+// stream hands one listed Event on (see streamList) and notes its key.
+func (st *eventStore) stream(obj any) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	initial := !st.synced.Load()
+	var buf [maxStackKey]byte
+	key := appendKey(buf[:0], m)
+	st.mu.Lock()
+	prev, had := st.known[string(key)]
+	k := st.own(prev, key, m)
+	stored := k.id[:len(key)]
+	st.known[stored] = k
+	if st.streamed == nil {
+		st.streamed = map[string]struct{}{}
+	}
+	st.streamed[stored] = struct{}{}
+	st.mu.Unlock()
+	if initial || !had || prev != k {
+		obj, _ = slimEvent(obj)
+		st.s.enqueue(st.ctx, obj, initial)
+	}
+}
+
+// startStream forgets what an earlier list streamed: a new one streams
+// every Event again, and one streamed before but not now was deleted
+// meanwhile.
 func (st *eventStore) startStream() {
 	st.mu.Lock()
 	st.streamed = nil
@@ -202,11 +231,10 @@ func (st *eventStore) startStream() {
 
 // Replace is a list: the first one is the initial list; later ones (a
 // relist after the watch broke) yield the Events that changed meanwhile and
-// the deletions of those that went away. A watch-list's list is
-// streamedStub, once per Event: its Events went on as they were streamed
-// (Transformer), and those not streamed went away.
+// the deletions of those that went away. streamList's list stands for the
+// Events it handed on as they came; those it did not went away.
 func (st *eventStore) Replace(list []any, _ string) error {
-	if _, ok := firstItem(list).(*listedStub); ok {
+	if ev, ok := firstItem(list).(*eventsv1.Event); ok && ev.Name == streamedName && ev.UID == "" {
 		st.replaceStreamed()
 		return nil
 	}
@@ -249,7 +277,7 @@ func (st *eventStore) Replace(list []any, _ string) error {
 	return nil
 }
 
-// replaceStreamed ends a watch-list: the known Events it did not stream
+// replaceStreamed ends a streamList: the known Events it did not stream
 // were deleted meanwhile.
 func (st *eventStore) replaceStreamed() {
 	var gone []knownEvent
@@ -280,38 +308,4 @@ func (st *eventStore) Len() int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return len(st.known)
-}
-
-// streamedStub is the item the reflector's watch-list temporary store holds
-// for every Event streamed (Transformer): the store keys items by the
-// object as it came, before the transform, so one stub does for all.
-var streamedStub = &listedStub{name: "streamed"}
-
-// listedStub is a store item standing for Events handed on already. The
-// getters a store may call (key, resourceVersion for its metrics) answer;
-// the embedded nil metav1.Object only completes the interface: its setters
-// are never called on a store's items.
-type listedStub struct {
-	metav1.Object
-	name string
-}
-
-func (l *listedStub) GetNamespace() string                          { return "" }
-func (l *listedStub) GetName() string                               { return l.name }
-func (l *listedStub) GetUID() types.UID                             { return "" }
-func (l *listedStub) GetResourceVersion() string                    { return "" }
-func (l *listedStub) GetGeneration() int64                          { return 0 }
-func (l *listedStub) GetLabels() map[string]string                  { return nil }
-func (l *listedStub) GetAnnotations() map[string]string             { return nil }
-func (l *listedStub) GetOwnerReferences() []metav1.OwnerReference   { return nil }
-func (l *listedStub) GetDeletionTimestamp() *metav1.Time            { return nil }
-func (l *listedStub) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
-func (l *listedStub) GetFinalizers() []string                       { return nil }
-func (l *listedStub) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
-
-// GetObjectKind and DeepCopyObject make it a runtime.Object.
-func (l *listedStub) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
-func (l *listedStub) DeepCopyObject() runtime.Object {
-	c := *l
-	return &c
 }

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/cache"
 )
 
 func storeEvent(name, uid, rv string) *eventsv1.Event {
@@ -72,63 +74,97 @@ func TestEventStoreRelist(t *testing.T) {
 	}
 }
 
-// A watch-list streams the Events through the store's transform: each goes
-// on as it arrives (initial the first time), the reflector's temporary
-// store holds the one stub under every Event's key, and Replace with them
-// ends the list: what was not streamed (this attempt) went away.
-func TestEventStoreWatchList(t *testing.T) {
+// pagedEvents serves Event lists for streamList: pages[continue token],
+// next[token] the token after it; a token in expire answers 410 Expired
+// once, and then the first page loses the Events in deletedOnExpiry (they
+// were deleted before the list started over).
+type pagedEvents struct {
+	pages           map[string][]*eventsv1.Event
+	next            map[string]string
+	expire          map[string]bool
+	deletedOnExpiry bool
+	asked           []metav1.ListOptions
+}
+
+func (p *pagedEvents) list(_ context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
+	p.asked = append(p.asked, o)
+	if p.expire[o.Continue] {
+		delete(p.expire, o.Continue)
+		if p.deletedOnExpiry {
+			p.pages[""] = nil
+		}
+		return nil, apierrors.NewResourceExpired("continue token expired")
+	}
+	l := &eventsv1.EventList{ListMeta: metav1.ListMeta{ResourceVersion: "9", Continue: p.next[o.Continue]}}
+	for _, ev := range p.pages[o.Continue] {
+		l.Items = append(l.Items, *ev)
+	}
+	return l, nil
+}
+
+// streamList hands each listed Event on as its page comes (initial the
+// first time) and returns one marker; Replace with it ends the list: what
+// this list did not stream went away, also what a list that broke off (an
+// expired continue token) streamed before starting over.
+func TestEventStoreStreamList(t *testing.T) {
 	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}}
 	s.opts.Now = time.Now
 	st := newEventStore(context.Background(), s)
-	var _ cache.TransformingStore = st
-	stream := func(evs ...*eventsv1.Event) []any {
+	list := func(p *pagedEvents) []any {
 		t.Helper()
-		st.startStream()
-		temporary := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc, cache.WithTransformer(st.Transformer()))
-		for _, ev := range evs {
-			if err := temporary.Add(ev); err != nil {
-				t.Fatal(err)
+		obj, err := st.streamList(context.Background(), p.list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, err := meta.ExtractList(obj)
+		if err != nil || len(items) != 1 {
+			t.Fatalf("streamList returned %v (%v), want one marker", obj, err)
+		}
+		for _, o := range p.asked {
+			if o.Limit != listPageSize || o.ResourceVersion != "" {
+				t.Errorf("a page asked with %+v, want limit %d and a consistent read", o, listPageSize)
 			}
 		}
-		return temporary.List()
+		return []any{items[0]}
 	}
-	list := stream(storeEvent("a", "ua", "1"), storeEvent("b", "ub", "2"), storeEvent("c", "uc", "3"))
-	for _, item := range list {
-		if item != any(streamedStub) {
-			t.Fatalf("the temporary store holds %T %v, want only the stub", item, item)
-		}
-	}
+	marker := list(&pagedEvents{
+		pages: map[string][]*eventsv1.Event{"": {storeEvent("a", "ua", "1"), storeEvent("b", "ub", "2")}, "p2": {storeEvent("c", "uc", "3")}},
+		next:  map[string]string{"": "p2"},
+	})
 	got := drain(s)
 	if len(got) != 3 || !got[0].initial || !got[2].initial || got[0].ev.ManagedFields != nil {
-		t.Fatalf("initial stream: %+v", got)
+		t.Fatalf("initial list: %+v", got)
 	}
 	if st.HasSynced() {
-		t.Fatal("synced before the bookmark")
+		t.Fatal("synced before the list ended")
 	}
-	_ = st.Replace(list, "3")
+	_ = st.Replace(marker, "9")
 	if got := drain(s); len(got) != 0 || !st.HasSynced() || st.Len() != 3 {
-		t.Fatalf("end of the initial watch-list: %+v, synced %v, %d known", got, st.HasSynced(), st.Len())
+		t.Fatalf("end of the initial list: %+v, synced %v, %d known", got, st.HasSynced(), st.Len())
 	}
 	_ = st.Update(storeEvent("a", "ua", "4"))
 	drain(s)
-	// The watch broke. An attempt streams d, then breaks too; d is deleted
-	// before the next one, which streams a (unchanged) and b (changed);
-	// c was deleted meanwhile.
-	stream(storeEvent("d", "ud", "5"))
-	if got := drain(s); len(got) != 1 || got[0].ev.Name != "d" || got[0].initial {
-		t.Fatalf("the broken attempt: %+v", got)
+	// The watch broke for good. The relist's first page streams d, then
+	// its continue token expires; d is deleted before the list starts
+	// over with a (unchanged) and b (changed); c was deleted meanwhile.
+	p := &pagedEvents{
+		pages:           map[string][]*eventsv1.Event{"": {storeEvent("d", "ud", "5")}, "p2": {storeEvent("a", "ua", "4"), storeEvent("b", "ub", "7")}},
+		next:            map[string]string{"": "p2"},
+		expire:          map[string]bool{"p2": true},
+		deletedOnExpiry: true,
 	}
-	list = stream(storeEvent("a", "ua", "4"), storeEvent("b", "ub", "7"))
-	_ = st.Replace(list, "9")
-	got = drain(s)
+	_ = st.Replace(list(p), "9")
+	if len(p.asked) != 4 {
+		t.Errorf("%d LIST calls, want 4: a page, the expired second, then both again", len(p.asked))
+	}
 	var names []string
-	for _, ob := range got {
+	for _, ob := range drain(s) {
 		names = append(names, fmt.Sprintf("%s deleted=%v initial=%v", ob.ev.Name, ob.deleted, ob.initial))
 	}
 	sort.Strings(names)
-	want := []string{"b deleted=false initial=false", "c deleted=true initial=false", "d deleted=true initial=false"}
+	want := []string{"b deleted=false initial=false", "c deleted=true initial=false", "d deleted=false initial=false", "d deleted=true initial=false"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
-		t.Fatalf("relist by watch-list: %v, want %v", names, want)
+		t.Fatalf("relist: %v, want %v", names, want)
 	}
 	if st.Len() != 2 || st.streamed != nil {
 		t.Errorf("%d Events known (want 2), streamed set kept: %v", st.Len(), st.streamed != nil)

@@ -31,7 +31,7 @@ type statsCollector struct {
 	sinks   map[string]func() SinkStats  // side-sinks by type/name
 	objects func() int
 
-	received, occurrences, held, unresolved, watchErrors, eventSyncs, failed *prometheus.Desc
+	received, occurrences, held, unresolved, watchErrors, eventLists, failed *prometheus.Desc
 	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit         *prometheus.Desc
 	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
 	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
@@ -68,7 +68,7 @@ func newStatsCollector() *statsCollector {
 		held:           d("occurrences_waiting", "Occurrences waiting for their object to reach the cache."),
 		unresolved:     d("occurrences_without_owners_total", "Occurrences emitted without an owner chain (object never seen)."),
 		watchErrors:    d("watch_restarts_total", "Watch errors after which an informer re-listed or re-watched."),
-		eventSyncs:     d("events_syncs_total", "Syncs of the Events watch (the first and after a broken watch), by method: watch-list (streamed, a key kept per Event until it ends) or list (a LIST response held whole).", "method"),
+		eventLists:     d("events_lists_total", "Lists of Events, page by page: the first, and one after every watch that broke for good (e.g. 410 Gone)."),
 		failed:         d("occurrences_failed_total", "Occurrences an output refused (never expected)."),
 		openEpisodes:   d("open_episodes", "Episodes (traces) open now."),
 		episodesOpened: d("episodes_opened_total", "Episodes opened."),
@@ -109,8 +109,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.held, float64(s.Held))
 			counter(c.unresolved, s.Unresolved)
 			counter(c.watchErrors, s.WatchErrors)
-			counter(c.eventSyncs, s.WatchLists, "watch-list")
-			counter(c.eventSyncs, s.Lists, "list")
+			counter(c.eventLists, s.Lists)
 			counter(c.failed, s.Failed)
 		}
 	}

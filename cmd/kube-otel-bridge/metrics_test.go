@@ -29,7 +29,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	defer cancel()
 	c := newStatsCollector()
 	c.source = func() (watch.SourceStats, bool) {
-		return watch.SourceStats{Received: 7, Occurrences: 5, WatchErrors: 1, WatchLists: 2}, true
+		return watch.SourceStats{Received: 7, Occurrences: 5, WatchErrors: 1, Lists: 2}, true
 	}
 	c.engine = func() causality.Stats {
 		return causality.Stats{OpenEpisodes: 3, EpisodesClosed: map[string]uint64{causality.CloseIdle: 2}}
@@ -58,8 +58,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		"kube_otel_bridge_events_received_total 7",
 		"kube_otel_bridge_occurrences_total 5",
 		"kube_otel_bridge_watch_restarts_total 1",
-		`kube_otel_bridge_events_syncs_total{method="watch-list"} 2`,
-		`kube_otel_bridge_events_syncs_total{method="list"} 0`,
+		"kube_otel_bridge_events_lists_total 2",
 		"kube_otel_bridge_open_episodes 3",
 		`kube_otel_bridge_episodes_closed_total{reason="idle"} 2`,
 		`kube_otel_bridge_exported_total{output="otlp-logs"} 5`,
