@@ -163,8 +163,9 @@ func ParseRV(rv string) uint64 {
 // occurrences are acknowledged by every output, and produces checkpoints.
 type Tracker struct {
 	mu sync.Mutex
-	// pending: updates with occurrences not yet done, by resourceVersion.
-	pending map[uint64]int
+	// pending: updates with occurrences not yet done, in the order they
+	// began.
+	pending pendingQueue
 	maxSeen uint64
 	// limit caps the watermark (the informer's last synced resourceVersion).
 	limit func() uint64
@@ -193,7 +194,7 @@ type doneEntry struct {
 
 // NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
 func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
-	t := &Tracker{pending: map[uint64]int{}, done: map[string]doneEntry{}, maxEntries: maxEntries}
+	t := &Tracker{done: map[string]doneEntry{}, maxEntries: maxEntries}
 	if t.maxEntries <= 0 {
 		t.maxEntries = 50000
 	}
@@ -235,7 +236,8 @@ type trackedUpdate struct {
 	rv      uint64
 	created time.Time
 	count   int32
-	left    int // occurrences not yet done, guarded by t.mu
+	left    int    // occurrences not yet done, guarded by t.mu
+	seq     uint64 // its place in t.pending, 0: not there (no resourceVersion)
 }
 
 // begin is Begin keeping the update's state in u (which may be nil when n
@@ -251,10 +253,10 @@ func (t *Tracker) begin(u *trackedUpdate, uid string, rv uint64, created time.Ti
 		t.markDone(uid, rv, created, count)
 		return false
 	}
-	if rv != 0 {
-		t.pending[rv] += n
-	}
 	*u = trackedUpdate{t: t, uid: uid, rv: rv, created: created, count: count, left: n}
+	if rv != 0 {
+		u.seq = t.pending.push(rv)
+	}
 	return true
 }
 
@@ -264,15 +266,65 @@ func (u *trackedUpdate) done() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	u.left--
-	if u.rv != 0 {
-		t.pending[u.rv]--
-		if t.pending[u.rv] <= 0 {
-			delete(t.pending, u.rv)
-		}
-	}
 	if u.left == 0 {
+		if u.seq != 0 {
+			t.pending.done(u.seq)
+		}
 		t.markDone(u.uid, u.rv, u.created, u.count)
 	}
+}
+
+// pendingQueue holds the resourceVersions of the updates not yet done, in
+// the order they began (the watch's order, but for lists), each under a
+// sequence number from 1: an update's begin and end cost no map operation,
+// and the done ones at the front go at once.
+type pendingQueue struct {
+	rvs   []uint64 // rvs[off:] are the updates from sequence number first on; 0: done
+	off   int
+	first uint64
+	n     int // updates not yet done
+}
+
+// push adds an update at resourceVersion rv (not 0) and returns its
+// sequence number.
+func (q *pendingQueue) push(rv uint64) uint64 {
+	if q.first == 0 {
+		q.first = 1
+	}
+	if q.off > 0 && q.off >= len(q.rvs)/2 {
+		// Reuse the front: the array does not grow with every update ever.
+		m := copy(q.rvs, q.rvs[q.off:])
+		q.rvs = q.rvs[:m]
+		q.off = 0
+	}
+	q.rvs = append(q.rvs, rv)
+	q.n++
+	return q.first + uint64(len(q.rvs)-q.off) - 1
+}
+
+// done ends the update of sequence number seq.
+func (q *pendingQueue) done(seq uint64) {
+	i := q.off + int(seq-q.first)
+	if i < q.off || i >= len(q.rvs) || q.rvs[i] == 0 {
+		return
+	}
+	q.rvs[i] = 0
+	q.n--
+	for q.off < len(q.rvs) && q.rvs[q.off] == 0 {
+		q.off++
+		q.first++
+	}
+}
+
+// min is the lowest resourceVersion not yet done, 0 when none.
+func (q *pendingQueue) min() uint64 {
+	var m uint64
+	for _, rv := range q.rvs[q.off:] {
+		if rv != 0 && (m == 0 || rv < m) {
+			m = rv
+		}
+	}
+	return m
 }
 
 func (t *Tracker) markDone(uid string, rv uint64, created time.Time, count int32) {
@@ -309,10 +361,8 @@ func (t *Tracker) Watermark() uint64 {
 
 func (t *Tracker) watermarkLocked() uint64 {
 	w := t.maxSeen
-	for rv := range t.pending {
-		if rv-1 < w {
-			w = rv - 1
-		}
+	if rv := t.pending.min(); rv != 0 && rv-1 < w {
+		w = rv - 1
 	}
 	if t.limit != nil {
 		if l := t.limit(); l != 0 && l < w {
@@ -387,7 +437,7 @@ func (t *Tracker) Dropped() uint64 {
 func (t *Tracker) Pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.pending)
+	return t.pending.n
 }
 
 // ackKey carries an occurrence's done callback from the source to the

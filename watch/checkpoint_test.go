@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -124,5 +125,54 @@ func TestTrackerBoundsEntries(t *testing.T) {
 	cp, _ := tr.Snapshot(cpT0.Add(time.Hour))
 	if len(cp.Done) != 10 || tr.Dropped() != 20 {
 		t.Errorf("%d entries, %d dropped; want 10 and 20", len(cp.Done), tr.Dropped())
+	}
+}
+
+// pendingQueue against a map of the updates not done: the same lowest
+// resourceVersion and count after every step, the array bounded by the
+// updates in flight, in any order of completion.
+func TestPendingQueue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	var q pendingQueue
+	model := map[uint64]uint64{} // seq → rv
+	var seqs []uint64
+	rv := uint64(100)
+	for step := 0; step < 20000; step++ {
+		if len(seqs) == 0 || (len(seqs) < 300 && rng.IntN(2) == 0) {
+			rv += uint64(1 + rng.IntN(3))
+			if rng.IntN(10) == 0 { // a list's items come in any order
+				rv -= uint64(rng.IntN(50))
+			}
+			seq := q.push(rv)
+			if _, dup := model[seq]; dup {
+				t.Fatalf("step %d: sequence number %d given twice", step, seq)
+			}
+			model[seq] = rv
+			seqs = append(seqs, seq)
+		} else {
+			// Mostly in order, sometimes out of it.
+			i := 0
+			if rng.IntN(4) == 0 {
+				i = rng.IntN(len(seqs))
+			}
+			q.done(seqs[i])
+			delete(model, seqs[i])
+			seqs = append(seqs[:i], seqs[i+1:]...)
+		}
+		var want uint64
+		for _, r := range model {
+			if want == 0 || r < want {
+				want = r
+			}
+		}
+		if got := q.min(); got != want || q.n != len(model) {
+			t.Fatalf("step %d: min %d, n %d; want %d, %d", step, got, q.n, want, len(model))
+		}
+		if live := len(q.rvs) - q.off; live > 2*len(model)+300 {
+			t.Fatalf("step %d: %d slots for %d updates in flight", step, live, len(model))
+		}
+		if cap(q.rvs) > 4096 {
+			t.Fatalf("step %d: the array grew to %d", step, cap(q.rvs))
+		}
 	}
 }
