@@ -24,7 +24,9 @@ import (
 // Handler receives each occurrence once, in the order the source saw them.
 // It may block (backpressure); an error is logged and the occurrence counted
 // as failed by the caller's metrics, never silently dropped.
-// ev is the Event object as last seen (read-only), for recorders.
+// ev is the Event object as last seen (read-only), for recorders, valid
+// during the call only: the source reuses it afterwards (ReleaseEvent). The
+// occurrence is the handler's to keep.
 type Handler func(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) error
 
 // SourceOptions configure an EventSource.
@@ -347,6 +349,7 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		if s.opts.Tracker != nil {
 			s.opts.Tracker.Forget(uid)
 		}
+		ReleaseEvent(ob.ev)
 		return held
 	}
 	if !ob.ownUID {
@@ -385,6 +388,7 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 			done = u.done
 		}
 	}
+	holds := false
 	for i := range ds {
 		d := &ds[i]
 		d.ctx.done = done
@@ -392,9 +396,15 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		d.occ.Chain = chain
 		if !known {
 			held = append(held, pending{ev: ob.ev, d: d, deadline: ob.at.Add(s.opts.OwnerWait)})
+			holds = true
 			continue
 		}
 		s.deliver(ctx, ob.ev, d)
+	}
+	if !holds {
+		// Done with the Event itself (the occurrences keep its strings,
+		// not it); a held one goes to the garbage collector instead.
+		ReleaseEvent(ob.ev)
 	}
 	return held
 }
