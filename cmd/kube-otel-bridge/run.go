@@ -74,6 +74,7 @@ type runOptions struct {
 	metricsAddr        string
 	pprof              bool
 	memoryLimit        string
+	timerSlack         time.Duration
 	leaderElect        bool
 	stateNamespace     string
 	leaseName          string
@@ -118,6 +119,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.noLogs, "no-logs", false, "export traces only")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-addr")
+	fs.DurationVar(&o.timerSlack, "timer-slack", 5*time.Millisecond, "let the kernel delay the process's timed wake-ups by up to this much, to serve several with one (the Go runtime's sysmon polls every 20µs while the process is busy); applied on Linux by re-executing the binary once at start; 0: the kernel's default")
 	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit of the Go runtime's memory, e.g. 48MiB (the GC works harder near it; not a cap); $GOMEMLIMIT wins; off: none")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "run several replicas: one active, elected with a Lease in --state-namespace")
 	fs.StringVar(&o.stateNamespace, "state-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the bridge's Lease and checkpoint (default $POD_NAMESPACE)")
@@ -171,6 +173,9 @@ func (o *runOptions) validate() error {
 	if _, err := parseBytes(o.memoryLimit); err != nil {
 		return fmt.Errorf("--memory-limit: %w", err)
 	}
+	if o.timerSlack < 0 || o.timerSlack > time.Second {
+		return fmt.Errorf("--timer-slack %s: want 0 (the kernel's default) to 1s", o.timerSlack)
+	}
 	return nil
 }
 
@@ -199,6 +204,10 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	// Before anything starts: it may execute the binary again.
+	if err := applyTimerSlack(o.timerSlack); err != nil {
+		log.Warn("timer slack not applied", "err", err)
 	}
 	memLimit, _ := parseBytes(o.memoryLimit) // validated
 	if l := applyMemoryLimit(memLimit, os.Getenv("GOMEMLIMIT")); l != math.MaxInt64 {

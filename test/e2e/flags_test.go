@@ -3,10 +3,14 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
 )
 
 // normalize lower-cases s and drops dashes and underscores, so that a flag
@@ -74,5 +78,39 @@ func TestBadFlags(t *testing.T) {
 				t.Errorf("message does not name the flag %s", tt.flag)
 			}
 		})
+	}
+}
+
+// The bridge runs with its timer slack (--timer-slack, applied by executing
+// itself again at start: same PID), or the kernel's default with 0; a bad
+// value is refused.
+func TestTimerSlack(t *testing.T) {
+	needCluster(t)
+	t.Parallel()
+	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	ns := shared.NewNamespace(t)
+	ctx := ctxFor(t, time.Minute)
+	slackOf := func(pid int) string {
+		t.Helper()
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(data))
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{{nil, "5000000"}, {[]string{"--timer-slack", "2ms"}, "2000000"}, {[]string{"--timer-slack", "0"}, slackOf(os.Getpid())}} {
+		b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: c.args})
+		_ = b.metricsAddr(ctx) // up and serving: past the start
+		if got := slackOf(b.cmd.Process.Pid); got != c.want {
+			t.Errorf("%v: timer slack %s ns, want %s", c.args, got, c.want)
+		}
+	}
+	cmd := exec.CommandContext(ctx, bridgeBin, "run", "--kubeconfig", shared.Kubeconfig, "--otlp-insecure", "--otlp-endpoint", "127.0.0.1:4317", "--timer-slack", "2s")
+	cmd.Env = hermeticEnv()
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "--timer-slack") {
+		t.Errorf("--timer-slack 2s: %v, %s; want it refused", err, out)
 	}
 }
