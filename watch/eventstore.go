@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -18,108 +17,56 @@ import (
 // eventStore is the Event reflector's store. An informer would keep every
 // Event whole for the API server's event TTL (an hour of events); the bridge
 // needs only, per Event, its UID and resourceVersion: to see on a relist
-// which Events changed or went away. Objects go straight to the worker.
+// which Events changed or went away. It keeps them in the worker's dedup
+// table (Dedup), one entry per live Event. Objects go straight to the
+// worker.
 type eventStore struct {
 	s      *EventSource
 	ctx    context.Context
-	mu     sync.Mutex
-	known  map[string]knownEvent // by namespace/name
+	events *Dedup
 	synced atomic.Bool
-	// streamed holds the keys (known's own) of the Events the current list
-	// streamed so far (streamList); nil outside one.
+	mu     sync.Mutex
+	// streamed holds the UIDs (the table's own) of the Events the current
+	// list streamed so far (streamList); nil outside one.
 	streamed map[string]struct{}
 }
 
-type knownEvent struct {
-	// id is the Event's key in known (namespace/name) followed by its UID,
-	// in one string of its own: the map key is id's prefix and the UID the
-	// worker keys its maps with its rest, so that a new Event costs one
-	// allocation and an update of a known one none.
-	id string
-	// rv is the resourceVersion packed by packRV, or 0 with rvText holding
-	// it.
-	rv     uint64
-	rvText string
-}
-
-// uid is the Event's UID, k being the entry of key.
-func (k knownEvent) uid(key string) types.UID { return types.UID(k.id[len(key):]) }
-
 func newEventStore(ctx context.Context, s *EventSource) *eventStore {
-	return &eventStore{s: s, ctx: ctx, known: map[string]knownEvent{}}
+	return &eventStore{s: s, ctx: ctx, events: s.dedup}
 }
 
-// maxStackKey is the longest key built without allocating (an Event's
-// namespace and name are at most 63 and 253 bytes; most are far shorter).
-const maxStackKey = 128
-
-// appendKey appends m's key in known: namespace/name.
-func appendKey(b []byte, m metav1.Object) []byte {
-	b = append(b, m.GetNamespace()...)
-	b = append(b, '/')
-	return append(b, m.GetName()...)
-}
-
-func (st *eventStore) remember(obj any) (string, bool) {
+// remember records the Event's resourceVersion and puts the table's own
+// copy of its UID back into it, so that the worker keys its maps with that
+// copy (observed.ownUID): a decoded Event's strings share one allocation
+// with its note and names (EventDecoder), which the maps must not keep for
+// the Event's lifetime. It reports whether the Event is new or changed.
+func (st *eventStore) remember(obj any) (changed, ok bool) {
 	m, err := metaOf(obj)
 	if err != nil {
-		return "", false
+		return false, false
 	}
-	var buf [maxStackKey]byte
-	key := appendKey(buf[:0], m)
-	st.mu.Lock()
-	// Looked up with the key in buf (no allocation), stored with the key
-	// in the entry's own string.
-	k := st.own(st.known[string(key)], key, m)
-	stored := k.id[:len(key)]
-	st.known[stored] = k
-	st.mu.Unlock()
-	return stored, true
+	own, changed := st.events.see(string(m.GetUID()), m.GetResourceVersion())
+	m.SetUID(types.UID(own))
+	return changed, true
 }
 
-// own returns the entry of m (key being its key), reusing prev's id when the
-// UID is the same, and puts its UID back into m so that the worker keys its
-// maps with the same copy (observed.ownUID). The decoded Event's strings
-// share one allocation with its note and names (EventDecoder); keeping them
-// in the map for the Event's lifetime would keep all of that.
-func (st *eventStore) own(prev knownEvent, key []byte, m metav1.Object) knownEvent {
-	k := knownEvent{id: prev.id}
-	uid := string(m.GetUID())
-	if prev.id == "" || prev.id[len(key):] != uid {
-		k.id = joinID(key, uid)
-	}
-	m.SetUID(types.UID(k.id[len(key):]))
-	k.rv, k.rvText = packRV(m.GetResourceVersion())
-	return k
-}
-
-// joinID returns key followed by uid in one allocation (string(key) + uid
-// would allocate a second time for a key longer than 32 bytes).
-func joinID(key []byte, uid string) string {
-	var b strings.Builder
-	b.Grow(len(key) + len(uid))
-	b.Write(key)
-	b.WriteString(uid)
-	return b.String()
-}
-
-// packRV returns a resourceVersion of 1 to 16 decimal digits (etcd's are)
-// as its value with its length in the top byte, so that leading zeros
-// survive and keeping it costs no string; anything else as a copy of its
-// own (and 0).
-func packRV(rv string) (uint64, string) {
+// packNumericRV returns a resourceVersion of 1 to 16 decimal digits
+// (etcd's are) as its value with its length in the top byte, so that
+// leading zeros survive and keeping it costs no string; false for anything
+// else.
+func packNumericRV(rv string) (uint64, bool) {
 	if len(rv) == 0 || len(rv) > 16 {
-		return 0, strings.Clone(rv)
+		return 0, false
 	}
 	var n uint64
 	for i := 0; i < len(rv); i++ {
 		c := rv[i]
 		if c < '0' || c > '9' {
-			return 0, strings.Clone(rv)
+			return 0, false
 		}
 		n = n*10 + uint64(c-'0')
 	}
-	return n | uint64(len(rv))<<56, "" // 10^16 < 2^56
+	return n | uint64(len(rv))<<56, true // 10^16 < 2^56
 }
 
 func metaOf(obj any) (metav1.Object, error) {
@@ -141,15 +88,11 @@ func (st *eventStore) Add(obj any) error {
 
 func (st *eventStore) Update(obj any) error { return st.Add(obj) }
 
+// Delete marks the Event gone; the worker drops it from the table when it
+// gets to the deletion, after any update of it still queued.
 func (st *eventStore) Delete(obj any) error {
 	if m, err := metaOf(obj); err == nil {
-		var buf [maxStackKey]byte
-		key := appendKey(buf[:0], m)
-		st.mu.Lock()
-		if k, ok := st.known[string(key)]; ok {
-			delete(st.known, k.id[:len(key)]) // the stored key: no new string
-		}
-		st.mu.Unlock()
+		st.events.markGone(string(m.GetUID()))
 	}
 	st.s.enqueueDelete(st.ctx, obj)
 	return nil
@@ -195,26 +138,21 @@ func (st *eventStore) streamList(ctx context.Context, list func(context.Context,
 	}
 }
 
-// stream hands one listed Event on (see streamList) and notes its key.
+// stream hands one listed Event on (see streamList) and notes its UID.
 func (st *eventStore) stream(obj any) {
-	m, err := metaOf(obj)
-	if err != nil {
+	initial := !st.synced.Load()
+	changed, ok := st.remember(obj)
+	if !ok {
 		return
 	}
-	initial := !st.synced.Load()
-	var buf [maxStackKey]byte
-	key := appendKey(buf[:0], m)
+	m, _ := metaOf(obj)
 	st.mu.Lock()
-	prev, had := st.known[string(key)]
-	k := st.own(prev, key, m)
-	stored := k.id[:len(key)]
-	st.known[stored] = k
 	if st.streamed == nil {
 		st.streamed = map[string]struct{}{}
 	}
-	st.streamed[stored] = struct{}{}
+	st.streamed[string(m.GetUID())] = struct{}{}
 	st.mu.Unlock()
-	if initial || !had || prev != k {
+	if initial || changed {
 		obj, _ = slimEvent(obj)
 		st.s.enqueue(st.ctx, obj, initial)
 	}
@@ -235,65 +173,26 @@ func (st *eventStore) startStream() {
 // Events it handed on as they came; those it did not went away.
 func (st *eventStore) Replace(list []any, _ string) error {
 	if ev, ok := firstItem(list).(*eventsv1.Event); ok && ev.Name == streamedName && ev.UID == "" {
-		st.replaceStreamed()
+		st.endStream()
 		return nil
 	}
-	initial := !st.synced.Load()
-	fresh := make(map[string]knownEvent, len(list))
-	var changed []any
-	var buf [maxStackKey]byte
-	st.mu.Lock()
+	st.startStream()
 	for _, obj := range list {
-		m, err := metaOf(obj)
-		if err != nil {
-			continue
-		}
-		key := appendKey(buf[:0], m)
-		prev, had := st.known[string(key)]
-		k := st.own(prev, key, m)
-		fresh[k.id[:len(key)]] = k
-		if initial || !had || prev != k {
-			changed = append(changed, obj)
-		}
+		st.stream(obj)
 	}
-	var gone []knownEvent
-	var goneKeys []string
-	for key, k := range st.known {
-		if _, ok := fresh[key]; !ok {
-			gone, goneKeys = append(gone, k), append(goneKeys, key)
-		}
-	}
-	st.known = fresh
-	st.mu.Unlock()
-	for _, obj := range changed {
-		obj, _ = slimEvent(obj)
-		st.s.enqueue(st.ctx, obj, initial)
-	}
-	for i, k := range gone {
-		ns, name, _ := cache.SplitMetaNamespaceKey(goneKeys[i])
-		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid(goneKeys[i])}})
-	}
-	st.synced.Store(true)
+	st.endStream()
 	return nil
 }
 
-// replaceStreamed ends a streamList: the known Events it did not stream
+// endStream ends a list: the Events seen before that it did not stream
 // were deleted meanwhile.
-func (st *eventStore) replaceStreamed() {
-	var gone []knownEvent
-	var goneKeys []string
+func (st *eventStore) endStream() {
 	st.mu.Lock()
-	for key, k := range st.known {
-		if _, ok := st.streamed[key]; !ok {
-			gone, goneKeys = append(gone, k), append(goneKeys, key)
-			delete(st.known, key)
-		}
-	}
+	streamed := st.streamed
 	st.streamed = nil
 	st.mu.Unlock()
-	for i, k := range gone {
-		ns, name, _ := cache.SplitMetaNamespaceKey(goneKeys[i])
-		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: k.uid(goneKeys[i])}})
+	for _, uid := range st.events.markGoneExcept(streamed) {
+		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}})
 	}
 	st.synced.Store(true)
 }
@@ -304,8 +203,4 @@ func (st *eventStore) Resync() error { return nil }
 func (st *eventStore) HasSynced() bool { return st.synced.Load() }
 
 // Len is the number of Events known.
-func (st *eventStore) Len() int {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return len(st.known)
-}
+func (st *eventStore) Len() int { return st.events.Len() }

@@ -35,7 +35,7 @@ func drain(s *EventSource) []observed {
 
 // The store keeps no Event, only what a relist needs to tell what changed.
 func TestEventStoreRelist(t *testing.T) {
-	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}}
+	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}, dedup: NewDedup()}
 	s.opts.Now = time.Now
 	st := newEventStore(context.Background(), s)
 	if st.HasSynced() {
@@ -62,7 +62,7 @@ func TestEventStoreRelist(t *testing.T) {
 	if got[0].ev.Name != "b" || got[0].initial || got[0].deleted {
 		t.Errorf("relist change: %+v", got[0])
 	}
-	if got[1].ev.Name != "c" || !got[1].deleted || got[1].ev.UID != "uc" {
+	if !got[1].deleted || got[1].ev.UID != "uc" {
 		t.Errorf("relist deletion: %+v", got[1])
 	}
 	if st.Len() != 2 {
@@ -107,7 +107,7 @@ func (p *pagedEvents) list(_ context.Context, o metav1.ListOptions) (k8sruntime.
 // this list did not stream went away, also what a list that broke off (an
 // expired continue token) streamed before starting over.
 func TestEventStoreStreamList(t *testing.T) {
-	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}}
+	s := &EventSource{queue: make(chan observed, 16), opts: SourceOptions{}, dedup: NewDedup()}
 	s.opts.Now = time.Now
 	st := newEventStore(context.Background(), s)
 	list := func(p *pagedEvents) []any {
@@ -159,10 +159,10 @@ func TestEventStoreStreamList(t *testing.T) {
 	}
 	var names []string
 	for _, ob := range drain(s) {
-		names = append(names, fmt.Sprintf("%s deleted=%v initial=%v", ob.ev.Name, ob.deleted, ob.initial))
+		names = append(names, fmt.Sprintf("%s deleted=%v initial=%v", ob.ev.UID, ob.deleted, ob.initial))
 	}
 	sort.Strings(names)
-	want := []string{"b deleted=false initial=false", "c deleted=true initial=false", "d deleted=false initial=false", "d deleted=true initial=false"}
+	want := []string{"ub deleted=false initial=false", "uc deleted=true initial=false", "ud deleted=false initial=false", "ud deleted=true initial=false"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("relist: %v, want %v", names, want)
 	}
@@ -176,7 +176,7 @@ func TestEventStoreStreamList(t *testing.T) {
 func BenchmarkEventStoreKnownMemory(b *testing.B) {
 	const n = 100000
 	for range b.N {
-		s := &EventSource{queue: make(chan observed, 1), opts: SourceOptions{Now: time.Now}}
+		s := &EventSource{queue: make(chan observed, 1), opts: SourceOptions{Now: time.Now}, dedup: NewDedup()}
 		st := newEventStore(context.Background(), s)
 		runtime.GC()
 		var before, after runtime.MemStats
@@ -192,20 +192,21 @@ func BenchmarkEventStoreKnownMemory(b *testing.B) {
 	}
 }
 
-// packRV must tell every two resourceVersions apart, leading zeros included,
-// as comparing the strings would.
-func TestPackRV(t *testing.T) {
+// The table must tell every two resourceVersions apart, leading zeros
+// included, as comparing the strings would: seeing an Event again at
+// another resourceVersion is a change, at the same one not.
+func TestSeeResourceVersions(t *testing.T) {
 	rvs := []string{"", "0", "00", "1", "01", "001", "10", "100", "9999999999999999", "09999999999999999", "12345678901234567", "1a", "-1", "+1"}
-	seen := map[knownEvent]string{}
-	for _, rv := range rvs {
-		var k knownEvent
-		k.rv, k.rvText = packRV(rv)
-		if prev, ok := seen[k]; ok {
-			t.Errorf("%q and %q pack the same: %+v", prev, rv, k)
+	d := NewDedup()
+	for i, a := range rvs {
+		for j, b := range rvs {
+			d.see("uid", a)
+			if _, changed := d.see("uid", b); changed != (i != j) {
+				t.Errorf("%q then %q: changed %v", a, b, changed)
+			}
 		}
-		seen[k] = rv
-		if k.rv == 0 && k.rvText != rv {
-			t.Errorf("%q kept as text %q", rv, k.rvText)
-		}
+	}
+	if _, changed := d.see("new-uid", "1"); !changed {
+		t.Error("a new Event is not a change")
 	}
 }

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,16 +11,45 @@ import (
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 )
 
-// Dedup remembers, per Event UID, the highest count already emitted, so that
-// each count becomes exactly one occurrence however often the Event object is
-// updated, relisted or resent.
+// Dedup tracks, per Event UID, the counts already emitted. The
+// EventSource's store keeps in the same table what the watch last saw of
+// each Event (its resourceVersion) and whether the API server deleted it:
+// one entry per live Event, looked up by the reflector and then by the
+// worker, instead of two maps (and their growth) of every live Event.
 type Dedup struct {
-	mu   sync.Mutex
-	last map[string]int32
+	mu     sync.Mutex
+	events map[string]eventState // by UID
+	gone   int                   // entries marked gone
+}
+
+// eventState is what the bridge keeps of one live Event.
+type eventState struct {
+	// uid is the entry's key, a string of the table's own: an entry is
+	// updated with m[st.uid] = st, which keeps that key (an assignment
+	// with another string equal to it would store that one instead, and a
+	// decoded Event's strings share one allocation with its note).
+	uid  string
+	last int32 // the highest count emitted
+	// gone: the API server deleted the Event; the worker drops the entry
+	// (Forget) when it gets to the deletion, after any update still queued.
+	gone bool
+	// seen: a watch or list saw the Event (see); rv is the resourceVersion
+	// it last saw (packRV), or 0 with rvText holding it.
+	seen   bool
+	rv     uint64
+	rvText string
 }
 
 // NewDedup returns an empty Dedup.
-func NewDedup() *Dedup { return &Dedup{last: map[string]int32{}} }
+func NewDedup() *Dedup { return &Dedup{events: map[string]eventState{}} }
+
+// entry returns uid's entry, a new one (not stored yet) when there is none.
+func (d *Dedup) entry(uid string) eventState {
+	if st, ok := d.events[uid]; ok {
+		return st
+	}
+	return eventState{uid: strings.Clone(uid)}
+}
 
 // Next records that the Event uid now has count and returns the range of
 // counts not emitted before (from..to inclusive); from > to when none.
@@ -28,11 +58,13 @@ func NewDedup() *Dedup { return &Dedup{last: map[string]int32{}} }
 func (d *Dedup) Next(uid string, count int32) (from, to int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	last := d.last[uid]
+	st := d.entry(uid)
+	last := st.last
 	if count <= last {
 		return last + 1, last
 	}
-	d.last[uid] = count
+	st.last = count
+	d.events[st.uid] = st
 	return last + 1, count
 }
 
@@ -40,8 +72,10 @@ func (d *Dedup) Next(uid string, count int32) (from, to int32) {
 func (d *Dedup) Baseline(uid string, count int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if count > d.last[uid] {
-		d.last[uid] = count
+	st := d.entry(uid)
+	if count > st.last {
+		st.last = count
+		d.events[st.uid] = st
 	}
 }
 
@@ -49,14 +83,73 @@ func (d *Dedup) Baseline(uid string, count int32) {
 func (d *Dedup) Forget(uid string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.last, uid)
+	if st, ok := d.events[uid]; ok {
+		if st.gone {
+			d.gone--
+		}
+		delete(d.events, uid)
+	}
 }
 
-// Len is the number of Events tracked.
+// Len is the number of Events tracked and not deleted.
 func (d *Dedup) Len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.last)
+	return len(d.events) - d.gone
+}
+
+// see records that the watch saw the Event uid at resourceVersion rv. It
+// returns the table's own copy of uid (for the Event to carry on, so that
+// every map keys with it) and whether the Event is new or changed.
+func (d *Dedup) see(uid, rv string) (own string, changed bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, had := d.events[uid]
+	if !had {
+		st = eventState{uid: strings.Clone(uid)}
+	}
+	if n, ok := packNumericRV(rv); ok {
+		changed = !st.seen || st.rv != n || st.rvText != ""
+		st.rv, st.rvText = n, ""
+	} else if changed = !st.seen || st.rv != 0 || st.rvText != rv; changed {
+		st.rv, st.rvText = 0, strings.Clone(rv)
+	}
+	if changed {
+		st.seen = true
+		d.events[st.uid] = st
+	}
+	return st.uid, changed
+}
+
+// markGone marks the Event uid deleted; the worker forgets it when it gets
+// to the deletion (Forget).
+func (d *Dedup) markGone(uid string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st, ok := d.events[uid]; ok && !st.gone {
+		st.gone = true
+		d.gone++
+		d.events[st.uid] = st
+	}
+}
+
+// markGoneExcept marks deleted every Event a watch saw that is not in keep
+// (keyed by the table's own UIDs) nor marked already, and returns their
+// UIDs: a list ended without them.
+func (d *Dedup) markGoneExcept(keep map[string]struct{}) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var gone []string
+	for uid, st := range d.events {
+		if _, ok := keep[uid]; ok || st.gone || !st.seen {
+			continue
+		}
+		st.gone = true
+		d.gone++
+		d.events[uid] = st
+		gone = append(gone, uid)
+	}
+	return gone
 }
 
 // MaxBackfill bounds the occurrences one observation of an Event yields.
