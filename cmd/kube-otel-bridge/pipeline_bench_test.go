@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"reflect"
 	"runtime"
 	"sort"
@@ -165,6 +167,17 @@ func benchPipeline(b *testing.B, fx *stormFixture, enc *stormEncoding, mediaType
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
+	if f := os.Getenv("KOB_BENCH_CPUPROFILE"); f != "" {
+		pf, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start, cpu0 := time.Now(), benchCPUTime()
 	close(stream.start)
 	<-allHandled
