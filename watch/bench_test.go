@@ -424,7 +424,7 @@ func BenchmarkEventStoreMemory(b *testing.B) {
 				b.Fatal("a new Event was not remembered as one")
 			}
 			slim, _ := slimEvent(obj)
-			s.process(context.Background(), observed{ev: slim.(*eventsv1.Event), at: time.Now(), ownUID: true}, nil)
+			s.process(context.Background(), observed{ev: slim.(*eventsv1.Event), at: time.Now()}, nil)
 		}
 		dec = nil
 		perEvent = float64(benchHeap()-before) / float64(len(events))

@@ -169,7 +169,9 @@ type Tracker struct {
 	maxSeen uint64
 	// limit caps the watermark (the informer's last synced resourceVersion).
 	limit func() uint64
-	done  map[string]doneEntry
+	// done: by Event UID, what is done of it (see uidTable: 24 bytes and a
+	// 16-byte key per Event, no string, no pointer).
+	done uidTable[doneEntry]
 	// maxEntries bounds done; the oldest repeaters go first.
 	maxEntries int
 	dropped    uint64
@@ -194,14 +196,14 @@ type doneEntry struct {
 
 // NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
 func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
-	t := &Tracker{done: map[string]doneEntry{}, maxEntries: maxEntries}
+	t := &Tracker{maxEntries: maxEntries}
 	if t.maxEntries <= 0 {
 		t.maxEntries = 50000
 	}
 	if cp != nil {
 		t.maxSeen = cp.Watermark
 		for uid, c := range cp.Done {
-			t.done[uid] = doneEntry{count: c, created: cp.PruneBefore.Unix()}
+			t.done.set(uid, doneEntry{count: c, created: cp.PruneBefore.Unix()})
 		}
 	}
 	return t
@@ -328,7 +330,8 @@ func (q *pendingQueue) min() uint64 {
 }
 
 func (t *Tracker) markDone(uid string, rv uint64, created time.Time, count int32) {
-	e := t.done[uid]
+	r := refOf(uid)
+	e, _ := t.done.getRef(r)
 	if count > e.count {
 		e.count = count
 	}
@@ -338,7 +341,7 @@ func (t *Tracker) markDone(uid string, rv uint64, created time.Time, count int32
 	if !created.IsZero() {
 		e.created = created.Unix()
 	}
-	t.done[uid] = e
+	t.done.setRef(r, e)
 	t.changed = true
 }
 
@@ -346,8 +349,7 @@ func (t *Tracker) markDone(uid string, rv uint64, created time.Time, count int32
 func (t *Tracker) Forget(uid string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.done[uid]; ok {
-		delete(t.done, uid)
+	if t.done.remove(uid) {
 		t.changed = true
 	}
 }
@@ -383,7 +385,7 @@ func (t *Tracker) Snapshot(now time.Time) (*Checkpoint, bool) {
 	}
 	w := t.watermarkLocked()
 	var newest int64
-	for _, e := range t.done {
+	for _, e := range t.done.all() {
 		if e.rv != 0 && e.rv <= w && e.created > newest {
 			newest = e.created
 		}
@@ -391,17 +393,17 @@ func (t *Tracker) Snapshot(now time.Time) (*Checkpoint, bool) {
 	// Two seconds of margin: creation times have one-second resolution and
 	// need not follow resourceVersion order within a second.
 	prune := newest - 2
-	for uid, e := range t.done {
+	for r, e := range t.done.all() {
 		if e.count <= 1 && e.rv != 0 && e.rv <= w && e.created < prune {
-			delete(t.done, uid)
+			t.done.removeRef(r)
 		}
 	}
-	if len(t.done) > t.maxEntries {
+	if t.done.len() > t.maxEntries {
 		t.shrinkLocked()
 	}
-	cp := &Checkpoint{Watermark: w, PruneBefore: time.Unix(prune, 0).UTC(), Done: make(map[string]int32, len(t.done)), Saved: now}
-	for uid, e := range t.done {
-		cp.Done[uid] = e.count
+	cp := &Checkpoint{Watermark: w, PruneBefore: time.Unix(prune, 0).UTC(), Done: make(map[string]int32, t.done.len()), Saved: now}
+	for r, e := range t.done.all() {
+		cp.Done[r.String()] = e.count
 	}
 	changed := t.changed
 	t.changed = false
@@ -412,16 +414,16 @@ func (t *Tracker) Snapshot(now time.Time) (*Checkpoint, bool) {
 // then repeat counts after a crash (at-least-once), never lose them.
 func (t *Tracker) shrinkLocked() {
 	type kv struct {
-		uid string
-		e   doneEntry
+		r uidRef
+		e doneEntry
 	}
-	all := make([]kv, 0, len(t.done))
-	for uid, e := range t.done {
-		all = append(all, kv{uid, e})
+	all := make([]kv, 0, t.done.len())
+	for r, e := range t.done.all() {
+		all = append(all, kv{r, e})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].e.rv < all[j].e.rv })
 	for _, x := range all[:len(all)-t.maxEntries] {
-		delete(t.done, x.uid)
+		t.done.removeRef(x.r)
 		t.dropped++
 	}
 }

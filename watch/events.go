@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	watchapi "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
@@ -116,9 +115,6 @@ type observed struct {
 	deleted bool
 	// synced marks the end of the initial list in the queue.
 	synced bool
-	// ownUID: ev.UID is a string of its own (the event store's copy, see
-	// eventStore.own), which the worker's maps may keep as their key.
-	ownUID bool
 }
 
 // NewEventSource returns a source; Run starts it.
@@ -275,9 +271,8 @@ func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
 		return
 	}
 	s.stats.received.Add(1)
-	// The event store, enqueue's only caller, gave the Event its own UID.
 	select {
-	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial, ownUID: true}:
+	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial}:
 	case <-ctx.Done():
 	}
 }
@@ -352,16 +347,9 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		ReleaseEvent(ob.ev)
 		return held
 	}
-	if !ob.ownUID {
-		// A string of its own, put back into the Event so that everything
-		// below (dedup, the tracker) keys its maps with it: they keep it for
-		// the Event's lifetime, while the decoded Event's strings share one
-		// allocation with its note and names (EventDecoder). A Go map
-		// assignment replaces the stored key, so each update must bring an
-		// owned string.
-		uid = strings.Clone(uid)
-		ob.ev.UID = types.UID(uid)
-	}
+	// The maps below (dedup, the tracker) keep no UID string (uidTable):
+	// the decoded Event's strings, which share one allocation with its note
+	// and names (EventDecoder), go with its occurrences.
 	// Held occurrences whose object arrived meanwhile go first, so that a
 	// later occurrence of the same Event cannot overtake them.
 	if len(held) > 0 {

@@ -26,28 +26,23 @@ type eventStore struct {
 	events *Dedup
 	synced atomic.Bool
 	mu     sync.Mutex
-	// streamed holds the UIDs (the table's own) of the Events the current
-	// list streamed so far (streamList); nil outside one.
-	streamed map[string]struct{}
+	// streamed holds the UIDs of the Events the current list streamed so
+	// far (streamList); nil outside one.
+	streamed *uidTable[struct{}]
 }
 
 func newEventStore(ctx context.Context, s *EventSource) *eventStore {
 	return &eventStore{s: s, ctx: ctx, events: s.dedup}
 }
 
-// remember records the Event's resourceVersion and puts the table's own
-// copy of its UID back into it, so that the worker keys its maps with that
-// copy (observed.ownUID): a decoded Event's strings share one allocation
-// with its note and names (EventDecoder), which the maps must not keep for
-// the Event's lifetime. It reports whether the Event is new or changed.
+// remember records the Event's resourceVersion; it reports whether the
+// Event is new or changed.
 func (st *eventStore) remember(obj any) (changed, ok bool) {
 	m, err := metaOf(obj)
 	if err != nil {
 		return false, false
 	}
-	own, changed := st.events.see(string(m.GetUID()), m.GetResourceVersion())
-	m.SetUID(types.UID(own))
-	return changed, true
+	return st.events.see(string(m.GetUID()), m.GetResourceVersion()), true
 }
 
 // packNumericRV returns a resourceVersion of 1 to 16 decimal digits
@@ -148,9 +143,9 @@ func (st *eventStore) stream(obj any) {
 	m, _ := metaOf(obj)
 	st.mu.Lock()
 	if st.streamed == nil {
-		st.streamed = map[string]struct{}{}
+		st.streamed = &uidTable[struct{}]{}
 	}
-	st.streamed[string(m.GetUID())] = struct{}{}
+	st.streamed.set(string(m.GetUID()), struct{}{})
 	st.mu.Unlock()
 	if initial || changed {
 		obj, _ = slimEvent(obj)
@@ -191,6 +186,9 @@ func (st *eventStore) endStream() {
 	streamed := st.streamed
 	st.streamed = nil
 	st.mu.Unlock()
+	if streamed == nil {
+		streamed = &uidTable[struct{}]{}
+	}
 	for _, uid := range st.events.markGoneExcept(streamed) {
 		st.s.enqueueDelete(st.ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}})
 	}

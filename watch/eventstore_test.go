@@ -201,12 +201,12 @@ func TestSeeResourceVersions(t *testing.T) {
 	for i, a := range rvs {
 		for j, b := range rvs {
 			d.see("uid", a)
-			if _, changed := d.see("uid", b); changed != (i != j) {
+			if changed := d.see("uid", b); changed != (i != j) {
 				t.Errorf("%q then %q: changed %v", a, b, changed)
 			}
 		}
 	}
-	if _, changed := d.see("new-uid", "1"); !changed {
+	if changed := d.see("new-uid", "1"); !changed {
 		t.Error("a new Event is not a change")
 	}
 }

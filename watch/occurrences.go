@@ -18,38 +18,29 @@ import (
 // worker, instead of two maps (and their growth) of every live Event.
 type Dedup struct {
 	mu     sync.Mutex
-	events map[string]eventState // by UID
-	gone   int                   // entries marked gone
+	events uidTable[eventState]
+	// rvText holds the resourceVersions that are not numbers (see
+	// eventState.rv); etcd's always are.
+	rvText uidTable[string]
+	gone   int // entries marked gone
 }
 
-// eventState is what the bridge keeps of one live Event.
+// eventState is what the bridge keeps of one live Event: 16 bytes and no
+// pointer (with its 16-byte key, see uidTable).
 type eventState struct {
-	// uid is the entry's key, a string of the table's own: an entry is
-	// updated with m[st.uid] = st, which keeps that key (an assignment
-	// with another string equal to it would store that one instead, and a
-	// decoded Event's strings share one allocation with its note).
-	uid  string
+	// rv is the resourceVersion a watch or list last saw (packNumericRV),
+	// 0 with the Dedup's rvText holding it when it is not a number.
+	rv   uint64
 	last int32 // the highest count emitted
+	// seen: a watch or list saw the Event (see).
+	seen bool
 	// gone: the API server deleted the Event; the worker drops the entry
 	// (Forget) when it gets to the deletion, after any update still queued.
 	gone bool
-	// seen: a watch or list saw the Event (see); rv is the resourceVersion
-	// it last saw (packRV), or 0 with rvText holding it.
-	seen   bool
-	rv     uint64
-	rvText string
 }
 
 // NewDedup returns an empty Dedup.
-func NewDedup() *Dedup { return &Dedup{events: map[string]eventState{}} }
-
-// entry returns uid's entry, a new one (not stored yet) when there is none.
-func (d *Dedup) entry(uid string) eventState {
-	if st, ok := d.events[uid]; ok {
-		return st
-	}
-	return eventState{uid: strings.Clone(uid)}
-}
+func NewDedup() *Dedup { return &Dedup{} }
 
 // Next records that the Event uid now has count and returns the range of
 // counts not emitted before (from..to inclusive); from > to when none.
@@ -58,13 +49,14 @@ func (d *Dedup) entry(uid string) eventState {
 func (d *Dedup) Next(uid string, count int32) (from, to int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.entry(uid)
+	r := refOf(uid)
+	st, _ := d.events.getRef(r)
 	last := st.last
 	if count <= last {
 		return last + 1, last
 	}
 	st.last = count
-	d.events[st.uid] = st
+	d.events.setRef(r, st)
 	return last + 1, count
 }
 
@@ -72,10 +64,10 @@ func (d *Dedup) Next(uid string, count int32) (from, to int32) {
 func (d *Dedup) Baseline(uid string, count int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.entry(uid)
-	if count > st.last {
+	r := refOf(uid)
+	if st, _ := d.events.getRef(r); count > st.last {
 		st.last = count
-		d.events[st.uid] = st
+		d.events.setRef(r, st)
 	}
 }
 
@@ -83,42 +75,59 @@ func (d *Dedup) Baseline(uid string, count int32) {
 func (d *Dedup) Forget(uid string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if st, ok := d.events[uid]; ok {
-		if st.gone {
-			d.gone--
-		}
-		delete(d.events, uid)
+	d.forgetLocked(refOf(uid))
+}
+
+func (d *Dedup) forgetLocked(r uidRef) {
+	st, ok := d.events.getRef(r)
+	if !ok {
+		return
 	}
+	if st.gone {
+		d.gone--
+	}
+	if st.seen && st.rv == 0 {
+		d.rvText.removeRef(r)
+	}
+	d.events.removeRef(r)
 }
 
 // Len is the number of Events tracked and not deleted.
 func (d *Dedup) Len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.events) - d.gone
+	return d.events.len() - d.gone
 }
 
-// see records that the watch saw the Event uid at resourceVersion rv. It
-// returns the table's own copy of uid (for the Event to carry on, so that
-// every map keys with it) and whether the Event is new or changed.
-func (d *Dedup) see(uid, rv string) (own string, changed bool) {
+// see records that the watch saw the Event uid at resourceVersion rv and
+// reports whether the Event is new or changed.
+func (d *Dedup) see(uid, rv string) (changed bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st, had := d.events[uid]
-	if !had {
-		st = eventState{uid: strings.Clone(uid)}
-	}
+	r := refOf(uid)
+	st, _ := d.events.getRef(r)
+	wasText := st.seen && st.rv == 0
 	if n, ok := packNumericRV(rv); ok {
-		changed = !st.seen || st.rv != n || st.rvText != ""
-		st.rv, st.rvText = n, ""
-	} else if changed = !st.seen || st.rv != 0 || st.rvText != rv; changed {
-		st.rv, st.rvText = 0, strings.Clone(rv)
+		changed = !st.seen || st.rv != n
+		if wasText {
+			d.rvText.removeRef(r)
+		}
+		st.rv = n
+	} else {
+		var prev string
+		if wasText {
+			prev, _ = d.rvText.getRef(r)
+		}
+		if changed = !wasText || prev != rv; changed {
+			st.rv = 0
+			d.rvText.setRef(r, strings.Clone(rv))
+		}
 	}
 	if changed {
 		st.seen = true
-		d.events[st.uid] = st
+		d.events.setRef(r, st)
 	}
-	return st.uid, changed
+	return changed
 }
 
 // markGone marks the Event uid deleted; the worker forgets it when it gets
@@ -126,28 +135,28 @@ func (d *Dedup) see(uid, rv string) (own string, changed bool) {
 func (d *Dedup) markGone(uid string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if st, ok := d.events[uid]; ok && !st.gone {
+	r := refOf(uid)
+	if st, ok := d.events.getRef(r); ok && !st.gone {
 		st.gone = true
 		d.gone++
-		d.events[st.uid] = st
+		d.events.setRef(r, st)
 	}
 }
 
 // markGoneExcept marks deleted every Event a watch saw that is not in keep
-// (keyed by the table's own UIDs) nor marked already, and returns their
-// UIDs: a list ended without them.
-func (d *Dedup) markGoneExcept(keep map[string]struct{}) []string {
+// nor marked already, and returns their UIDs: a list ended without them.
+func (d *Dedup) markGoneExcept(keep *uidTable[struct{}]) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var gone []string
-	for uid, st := range d.events {
-		if _, ok := keep[uid]; ok || st.gone || !st.seen {
+	for r, st := range d.events.all() {
+		if _, ok := keep.getRef(r); ok || st.gone || !st.seen {
 			continue
 		}
 		st.gone = true
 		d.gone++
-		d.events[uid] = st
-		gone = append(gone, uid)
+		d.events.setRef(r, st)
+		gone = append(gone, r.String())
 	}
 	return gone
 }

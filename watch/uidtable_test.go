@@ -1,0 +1,109 @@
+package watch
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+func TestUIDTable(t *testing.T) {
+	uids := []string{
+		"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",             // canonical: a 16-byte key
+		"0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0",             // upper case: text (would not format back)
+		"uid-1", "", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f", // text
+		"00000000-0000-0000-0000-000000000000", // canonical, not to be confused with ""
+	}
+	var tab uidTable[int]
+	for i, uid := range uids {
+		if _, ok := tab.get(uid); ok {
+			t.Fatalf("%q found in an empty table", uid)
+		}
+		tab.set(uid, i)
+	}
+	if tab.len() != len(uids) || len(tab.ids) != 2 || len(tab.text) != len(uids)-2 {
+		t.Fatalf("len %d (%d ids, %d text), want %d (2, %d)", tab.len(), len(tab.ids), len(tab.text), len(uids), len(uids)-2)
+	}
+	for i, uid := range uids {
+		if v, ok := tab.get(uid); !ok || v != i {
+			t.Errorf("get(%q) = %d, %v; want %d", uid, v, ok, i)
+		}
+	}
+	var got []string
+	for r, v := range tab.all() {
+		got = append(got, fmt.Sprintf("%s=%d", r, v))
+		tab.setRef(r, v+10) // updating the entry the loop is at
+	}
+	sort.Strings(got)
+	var want []string
+	for i, uid := range uids {
+		want = append(want, fmt.Sprintf("%s=%d", uid, i))
+	}
+	sort.Strings(want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("all: %v, want %v", got, want)
+	}
+	for r := range tab.all() {
+		if r.String() == "uid-1" || r.String() == uids[0] {
+			tab.removeRef(r) // removing the entry the loop is at
+		}
+	}
+	if tab.remove(uids[0]) || tab.remove("uid-1") || !tab.remove(uids[1]) {
+		t.Error("remove reported wrongly whether there was an entry")
+	}
+	if v, ok := tab.get(""); !ok || v != 13 || tab.len() != 3 {
+		t.Errorf(`get("") = %d, %v with %d entries; want 13 (updated in the loop), 3 entries`, v, ok, tab.len())
+	}
+}
+
+// A text UID is kept in a string of the table's own, set again or not: the
+// caller's may share its memory with a whole decoded Event.
+func TestUIDTableOwnsTextKeys(t *testing.T) {
+	blob := "note note note|uid-1|uid-1"
+	first, second := blob[15:20], blob[21:26]
+	var tab uidTable[int]
+	tab.set(first, 1)
+	tab.set(second, 2)
+	for uid, e := range tab.text {
+		for _, s := range []string{uid, e.uid} {
+			p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+			if b := uintptr(unsafe.Pointer(unsafe.StringData(blob))); p >= b && p < b+uintptr(len(blob)) {
+				t.Fatalf("the table keeps the caller's string %q", s)
+			}
+		}
+	}
+	if v, _ := tab.get(strings.Clone("uid-1")); v != 2 || tab.len() != 1 {
+		t.Errorf("got %d in %d entries, want 2 in 1", v, tab.len())
+	}
+}
+
+// Text resourceVersions (never etcd's) live beside the table and go with
+// their Event.
+func TestDedupTextResourceVersions(t *testing.T) {
+	for _, uid := range []string{"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "uid-1"} {
+		d := NewDedup()
+		for _, step := range []struct {
+			rv      string
+			changed bool
+		}{{"a", true}, {"a", false}, {"7", true}, {"7", false}, {"b", true}, {"b", false}, {"c", true}} {
+			if got := d.see(uid, step.rv); got != step.changed {
+				t.Errorf("%s: see(%q) changed %v, want %v", uid, step.rv, got, step.changed)
+			}
+		}
+		if d.rvText.len() != 1 {
+			t.Errorf("%s: %d text resourceVersions kept, want 1", uid, d.rvText.len())
+		}
+		if from, to := d.Next(uid, 3); from != 1 || to != 3 {
+			t.Errorf("%s: Next = %d..%d, want 1..3", uid, from, to)
+		}
+		d.markGone(uid)
+		if d.Len() != 0 {
+			t.Errorf("%s: Len %d after the deletion, want 0", uid, d.Len())
+		}
+		d.Forget(uid)
+		if d.events.len() != 0 || d.rvText.len() != 0 || d.gone != 0 {
+			t.Errorf("%s: forgotten Event left %d entries, %d text resourceVersions, %d gone", uid, d.events.len(), d.rvText.len(), d.gone)
+		}
+	}
+}
