@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +20,12 @@ type ConfigMapStore struct {
 	Client    ConfigMapClient
 	Namespace string
 	Name      string
+
+	mu sync.Mutex
+	// last is the ConfigMap as the last save left it (its checkpoint data
+	// dropped): the next save updates it without reading it first. A
+	// conflict (someone else wrote it meanwhile) reads it again.
+	last *corev1.ConfigMap
 }
 
 // ConfigMapClient reads and writes ConfigMaps; kube.Client implements it.
@@ -54,9 +61,24 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cm := s.last; cm != nil {
+		s.last = nil
+		cm.BinaryData[checkpointKey] = data
+		saved, err := s.Client.UpdateConfigMap(ctx, cm)
+		if err == nil {
+			s.keep(saved)
+			return nil
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		// Changed or deleted by someone else: read it again.
+	}
 	cm, err := s.Client.GetConfigMap(ctx, s.Namespace, s.Name)
 	if apierrors.IsNotFound(err) {
-		_, err = s.Client.CreateConfigMap(ctx, &corev1.ConfigMap{
+		saved, err := s.Client.CreateConfigMap(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "kube-otel-bridge", "app.kubernetes.io/component": "checkpoint"}},
 			BinaryData: map[string][]byte{checkpointKey: data},
@@ -64,6 +86,7 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 		if err != nil {
 			return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 		}
+		s.keep(saved)
 		return nil
 	}
 	if err != nil {
@@ -73,8 +96,23 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 		cm.BinaryData = map[string][]byte{}
 	}
 	cm.BinaryData[checkpointKey] = data
-	if _, err := s.Client.UpdateConfigMap(ctx, cm); err != nil {
+	saved, err := s.Client.UpdateConfigMap(ctx, cm)
+	if err != nil {
 		return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 	}
+	s.keep(saved)
 	return nil
+}
+
+// keep remembers the ConfigMap a save returned, without its checkpoint
+// (up to 1 MiB, rewritten by the next save anyway).
+func (s *ConfigMapStore) keep(cm *corev1.ConfigMap) {
+	if cm == nil || cm.ResourceVersion == "" {
+		return
+	}
+	if cm.BinaryData == nil {
+		cm.BinaryData = map[string][]byte{}
+	}
+	cm.BinaryData[checkpointKey] = nil
+	s.last = cm
 }

@@ -328,7 +328,12 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	} else {
 		log.Warn("no checkpoint: a restart emits only what happens after it (set --state-namespace)")
 	}
-	tracker := watch.NewTracker(resume, o.checkpointEntries)
+	// Without a checkpoint nothing would read (or prune, see Snapshot) the
+	// tracker's entry per Event: none is kept.
+	var tracker *watch.Tracker
+	if store != nil {
+		tracker = watch.NewTracker(resume, o.checkpointEntries)
+	}
 
 	// Reading stops on SIGTERM (ctx); the sinks then flush with their own deadline.
 	objects, err := watch.NewObjectCache(watch.CacheOptions{

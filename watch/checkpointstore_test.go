@@ -1,0 +1,119 @@
+package watch
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// fakeConfigMaps is an API server's ConfigMaps for one namespace:
+// resourceVersions, conflicts on a stale one, NotFound.
+type fakeConfigMaps struct {
+	mu                  sync.Mutex
+	rv                  int
+	cms                 map[string]*corev1.ConfigMap
+	gets, puts, creates int
+}
+
+var cmResource = schema.GroupResource{Resource: "configmaps"}
+
+func (f *fakeConfigMaps) GetConfigMap(_ context.Context, _, name string) (*corev1.ConfigMap, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gets++
+	cm, ok := f.cms[name]
+	if !ok {
+		return nil, apierrors.NewNotFound(cmResource, name)
+	}
+	return cm.DeepCopy(), nil
+}
+
+func (f *fakeConfigMaps) CreateConfigMap(_ context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.creates++
+	if _, ok := f.cms[cm.Name]; ok {
+		return nil, apierrors.NewAlreadyExists(cmResource, cm.Name)
+	}
+	return f.storeLocked(cm), nil
+}
+
+func (f *fakeConfigMaps) UpdateConfigMap(_ context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts++
+	cur, ok := f.cms[cm.Name]
+	if !ok {
+		return nil, apierrors.NewNotFound(cmResource, cm.Name)
+	}
+	if cm.ResourceVersion != cur.ResourceVersion {
+		return nil, apierrors.NewConflict(cmResource, cm.Name, nil)
+	}
+	return f.storeLocked(cm), nil
+}
+
+func (f *fakeConfigMaps) storeLocked(cm *corev1.ConfigMap) *corev1.ConfigMap {
+	f.rv++
+	c := cm.DeepCopy()
+	c.ResourceVersion = strconv.Itoa(f.rv)
+	if f.cms == nil {
+		f.cms = map[string]*corev1.ConfigMap{}
+	}
+	f.cms[c.Name] = c
+	return c.DeepCopy()
+}
+
+// A save after the first writes without reading the ConfigMap again; one
+// changed or deleted by someone else meanwhile is read again (or made
+// again), and every save leaves the latest checkpoint and the ConfigMap's
+// other data in place.
+func TestConfigMapStoreSaves(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeConfigMaps{}
+	s := &ConfigMapStore{Client: f, Namespace: "ns", Name: "cp"}
+	save := func(w uint64) {
+		t.Helper()
+		if err := s.Save(ctx, &Checkpoint{Watermark: w, Done: map[string]int32{"uid": int32(w)}}); err != nil {
+			t.Fatal(err)
+		}
+		cp, err := s.Load(ctx)
+		if err != nil || cp == nil || cp.Watermark != w || cp.Done["uid"] != int32(w) {
+			t.Fatalf("after saving %d loaded %+v, %v", w, cp, err)
+		}
+	}
+	save(1) // creates
+	gets := f.gets
+	save(2)
+	save(3)
+	if got := f.gets - gets; got != 2 { // the two Loads only
+		t.Errorf("%d reads for two saves and two loads, want 2", got)
+	}
+
+	// Someone else writes it (a data key of theirs too): a conflict, then
+	// a read and the write.
+	other := f.cms["cp"].DeepCopy()
+	other.Data = map[string]string{"note": "kept"}
+	if _, err := f.UpdateConfigMap(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	save(4)
+	if f.cms["cp"].Data["note"] != "kept" {
+		t.Error("the ConfigMap's other data was lost")
+	}
+
+	// Deleted meanwhile: made again.
+	delete(f.cms, "cp")
+	creates := f.creates
+	save(5)
+	if f.creates != creates+1 {
+		t.Errorf("%d creates after the deletion, want 1", f.creates-creates)
+	}
+	if s.last == nil || s.last.BinaryData[checkpointKey] != nil {
+		t.Error("the store should keep the last ConfigMap, without its checkpoint data")
+	}
+}
