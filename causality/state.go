@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -43,13 +42,13 @@ func (e *Engine) SaveState(now time.Time, keep time.Duration) ([]byte, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Root < out[j].Root })
 	var buf bytes.Buffer
-	zw, _ := stateWriters.Get().(*gzip.Writer)
+	zw := e.stateZW
 	if zw == nil {
 		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		e.stateZW = zw
 	} else {
 		zw.Reset(&buf)
 	}
-	defer stateWriters.Put(zw)
 	if err := json.NewEncoder(zw).Encode(out); err != nil {
 		return nil, err
 	}
@@ -58,11 +57,6 @@ func (e *Engine) SaveState(now time.Time, keep time.Duration) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// stateWriters keeps SaveState's gzip writer for reuse: the checkpoint saves
-// every few seconds, and a new writer allocates and clears its tables (the
-// fastest level: the marks are small, and the checkpoint is written often).
-var stateWriters sync.Pool
 
 // RestoreState loads what SaveState wrote, before any occurrence.
 func (e *Engine) RestoreState(data []byte) error {

@@ -67,7 +67,18 @@ const checkpointMagic = "kob-cp1"
 // follows in a second gzip member, deflated at the fastest level; readers
 // see the two as one stream (gzip.Reader's multistream mode), the same
 // bytes as before.
-func (c *Checkpoint) Encode() ([]byte, error) {
+func (c *Checkpoint) Encode() ([]byte, error) { return c.encode(&Encoder{}) }
+
+// Encoder keeps the gzip writers of Encode for the next checkpoint: a new
+// one allocates and clears up to 1 MB of tables (a sync.Pool would not keep
+// them from one save to the next: every GC in between empties it). The zero
+// value is ready; one Encode at a time.
+type Encoder struct{ entries, extra *gzip.Writer }
+
+// Encode is c.Encode reusing e's writers.
+func (e *Encoder) Encode(c *Checkpoint) ([]byte, error) { return c.encode(e) }
+
+func (c *Checkpoint) encode(e *Encoder) ([]byte, error) {
 	var raw bytes.Buffer
 	raw.Grow(64 + len(c.Done)*42) // a UUID, its length and a small count
 	raw.WriteString(checkpointMagic)
@@ -90,38 +101,33 @@ func (c *Checkpoint) Encode() ([]byte, error) {
 	put(uint64(len(c.Extra)))
 	var out bytes.Buffer
 	out.Grow(raw.Len()*5/8 + len(c.Extra)/2 + 64)
-	if err := gzipTo(&out, &huffmanWriters, gzip.HuffmanOnly, raw.Bytes()); err != nil {
+	if err := gzipTo(&out, &e.entries, gzip.HuffmanOnly, raw.Bytes()); err != nil {
 		return nil, err
 	}
 	if len(c.Extra) > 0 {
-		if err := gzipTo(&out, &fastWriters, gzip.BestSpeed, c.Extra); err != nil {
+		if err := gzipTo(&out, &e.extra, gzip.BestSpeed, c.Extra); err != nil {
 			return nil, err
 		}
 	}
 	return out.Bytes(), nil
 }
 
-// huffmanWriters and fastWriters keep gzip writers for reuse: a new one
-// allocates (and clears) up to 1 MB of tables, every few seconds otherwise.
-var huffmanWriters, fastWriters sync.Pool
-
-// gzipTo appends data to out as one gzip member compressed at level, with a
-// writer from pool.
-func gzipTo(out *bytes.Buffer, pool *sync.Pool, level int, data []byte) error {
-	zw, _ := pool.Get().(*gzip.Writer)
-	if zw == nil {
-		var err error
-		if zw, err = gzip.NewWriterLevel(out, level); err != nil {
+// gzipTo appends data to out as one gzip member compressed at level, with
+// *zw (made when nil).
+func gzipTo(out *bytes.Buffer, zw **gzip.Writer, level int, data []byte) error {
+	if *zw == nil {
+		w, err := gzip.NewWriterLevel(out, level)
+		if err != nil {
 			return err
 		}
+		*zw = w
 	} else {
-		zw.Reset(out)
+		(*zw).Reset(out)
 	}
-	defer pool.Put(zw)
-	if _, err := zw.Write(data); err != nil {
+	if _, err := (*zw).Write(data); err != nil {
 		return err
 	}
-	return zw.Close()
+	return (*zw).Close()
 }
 
 // DecodeCheckpoint reads what Encode wrote.

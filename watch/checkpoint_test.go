@@ -240,6 +240,7 @@ func BenchmarkTrackerCheckpoint(b *testing.B) {
 	b.ResetTimer()
 	rv, n := uint64(1000), 0
 	var size int
+	var enc Encoder // as the daemon's store keeps it
 	for b.Loop() {
 		for range perInterval {
 			rv++
@@ -251,7 +252,7 @@ func BenchmarkTrackerCheckpoint(b *testing.B) {
 			}
 		}
 		cp, _ := tr.Snapshot(cpT0.Add(time.Duration(n) * time.Second / perSecond))
-		data, err := cp.Encode()
+		data, err := enc.Encode(cp)
 		if err != nil {
 			b.Fatal(err)
 		}

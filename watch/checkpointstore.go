@@ -21,7 +21,8 @@ type ConfigMapStore struct {
 	Namespace string
 	Name      string
 
-	mu sync.Mutex
+	mu  sync.Mutex
+	enc Encoder
 	// last is the ConfigMap as the last save left it (its checkpoint data
 	// dropped): the next save updates it without reading it first. A
 	// conflict (someone else wrote it meanwhile) reads it again.
@@ -57,12 +58,12 @@ func (s *ConfigMapStore) Load(ctx context.Context) (*Checkpoint, error) {
 
 // Save writes the checkpoint (create or update).
 func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
-	data, err := cp.Encode()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, err := s.enc.Encode(cp)
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if cm := s.last; cm != nil {
 		s.last = nil
 		cm.BinaryData[checkpointKey] = data
