@@ -41,7 +41,9 @@ import (
 //
 //	KOB_LOAD=1 go test -count=1 -timeout 20m -run TestLoad -v ./test/e2e/
 //
-// KOB_LOAD_EVENTS and KOB_LOAD_WORKERS change the load, KOB_LOAD_CPUPROFILE=
+// The bridge keeps its checkpoint in the test's namespace, as deployed
+// (KOB_LOAD_CHECKPOINT=0: none). KOB_LOAD_EVENTS and KOB_LOAD_WORKERS
+// change the load, KOB_LOAD_CPUPROFILE=
 // FILE saves a CPU profile of the bridge taken during the load
 // (KOB_LOAD_PROFILE_SECONDS long, default 10), KOB_LOAD_MEMSTATS=1 logs the
 // bridge's Go runtime memory statistics before and after the load (both turn
@@ -71,6 +73,13 @@ func TestLoad(t *testing.T) {
 	memStats := os.Getenv("KOB_LOAD_MEMSTATS") == "1"
 	heapProfile := os.Getenv("KOB_LOAD_HEAPPROFILE") // with KOB_LOAD_MEMSTATS
 	extra := strings.Fields(os.Getenv("KOB_LOAD_BRIDGE_ARGS"))
+	// As deployed (--state-namespace is the pod's namespace there): the
+	// checkpoint tracks every Event until every output acked it and is
+	// saved every 5 s. KOB_LOAD_CHECKPOINT=0 measures without it.
+	checkpoint := os.Getenv("KOB_LOAD_CHECKPOINT") != "0"
+	if checkpoint {
+		extra = append(extra, "--state-namespace", ns)
+	}
 	if cpuProfile != "" || memStats {
 		extra = append(extra, "--pprof")
 	}
@@ -298,8 +307,8 @@ func TestLoad(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("KOB_LOAD_RESULT gomaxprocs=%d gogc=%d events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f ctxsw_per_event=%.2f idle_ctxsw_per_s=%.0f peak_rss_mib=%.1f missing=%d dups=%d",
-		procs, gogc, n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000,
+	t.Logf("KOB_LOAD_RESULT checkpoint=%v gomaxprocs=%d gogc=%d events=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f ctxsw_per_event=%.2f idle_ctxsw_per_s=%.0f peak_rss_mib=%.1f missing=%d dups=%d",
+		checkpoint, procs, gogc, n, apiRate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000,
 		float64(sw1-sw0)/float64(n), float64(idleSw)/idleFor.Seconds(), float64(hwm)/1024, missing, dups)
 	if missing > 0 || dups > 0 {
 		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
