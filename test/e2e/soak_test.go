@@ -142,7 +142,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("%d deployments × 3 replicas ready on %v in %s", nDeploy, nodes, time.Since(setupStart).Round(time.Millisecond))
 
 	// As the deploy manifests run it (and TestLoad).
-	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--pprof"}, Env: []string{"GOMAXPROCS=1", "GOGC=50"}})
+	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--pprof", "--state-namespace", ns}, Env: []string{"GOMAXPROCS=1", "GOGC=50"}})
 	pid := b.cmd.Process.Pid
 	addr := b.metricsAddr(ctx)
 
