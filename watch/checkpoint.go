@@ -231,11 +231,18 @@ type doneEntry struct {
 	created int64 // unix seconds
 }
 
+// DefaultMaxEntries is how many Events a checkpoint tracks one by one by
+// default: 35,000 random UIDs encode to ≈ 790 KB, which leaves 200 KB of a
+// ConfigMap (1 MiB of data) for the causality engine's part (its open
+// episodes are cut at 1 MiB of JSON, which deflate shrinks several times).
+// 50,000, the earlier default, took 1 MB alone: saves would fail.
+const DefaultMaxEntries = 35000
+
 // NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
 func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
 	t := &Tracker{maxEntries: maxEntries}
 	if t.maxEntries <= 0 {
-		t.maxEntries = 50000
+		t.maxEntries = DefaultMaxEntries
 	}
 	if cp != nil {
 		t.maxSeen = cp.Watermark

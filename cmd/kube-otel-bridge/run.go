@@ -126,7 +126,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
 	fs.BoolVar(&o.noCheckpoint, "no-checkpoint", false, "do not keep a checkpoint in --state-namespace (restarts then skip what happened while down)")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", 5*time.Second, "how often the checkpoint is written (at most)")
-	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", 50000, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB); past it the oldest may repeat after a crash")
+	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", watch.DefaultMaxEntries, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB: ≈ 20 B each, and room for the open episodes); past it the oldest may repeat after a crash")
 	fs.StringVar(&o.shard, "shard", "", "I/N: take only the namespaces whose hash mod N is I (cluster-scoped objects go to shard 0)")
 	return fs
 }
