@@ -1,7 +1,6 @@
 package causality
 
 import (
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"slices"
@@ -112,12 +111,8 @@ const (
 // Engine assembles occurrences into episodes and spans. It is not safe for
 // concurrent use: one goroutine feeds it, as the watch worker does.
 type Engine struct {
-	cfg Config
-	// stateZW is SaveState's gzip writer (the fastest level: the marks are
-	// small and the checkpoint saves every few seconds), kept for the next
-	// save: a new one allocates and clears its tables.
-	stateZW *gzip.Writer
-	open    map[string]*episode // by root key
+	cfg  Config
+	open map[string]*episode // by root key
 	// named indexes the open episodes of nodes and scale targets by root
 	// kind and name, for the links of node and HPA events (a scan of every
 	// open episode per event before); kept in step with open by addOpen

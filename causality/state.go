@@ -42,13 +42,9 @@ func (e *Engine) SaveState(now time.Time, keep time.Duration) ([]byte, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Root < out[j].Root })
 	var buf bytes.Buffer
-	zw := e.stateZW
-	if zw == nil {
-		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		e.stateZW = zw
-	} else {
-		zw.Reset(&buf)
-	}
+	// The fastest level: the marks are small and saved every few seconds.
+	// A new writer each time: one kept would hold 1.8 MB of tables.
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	if err := json.NewEncoder(zw).Encode(out); err != nil {
 		return nil, err
 	}

@@ -262,7 +262,6 @@ func BenchmarkTrackerCheckpoint(b *testing.B) {
 	b.ResetTimer()
 	rv, n := uint64(1000), 0
 	var size int
-	var enc Encoder // as the daemon's store keeps it
 	for b.Loop() {
 		for range perInterval {
 			rv++
@@ -274,7 +273,7 @@ func BenchmarkTrackerCheckpoint(b *testing.B) {
 			}
 		}
 		cp, _ := tr.Snapshot(cpT0.Add(time.Duration(n) * time.Second / perSecond))
-		data, err := enc.Encode(cp)
+		data, err := cp.Encode()
 		if err != nil {
 			b.Fatal(err)
 		}

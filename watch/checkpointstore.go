@@ -21,8 +21,7 @@ type ConfigMapStore struct {
 	Namespace string
 	Name      string
 
-	mu  sync.Mutex
-	enc Encoder
+	mu sync.Mutex
 	// last is the ConfigMap as the last save left it (its checkpoint data
 	// dropped): the next save updates it without reading it first. A
 	// conflict (someone else wrote it meanwhile) reads it again.
@@ -60,7 +59,7 @@ func (s *ConfigMapStore) Load(ctx context.Context) (*Checkpoint, error) {
 func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, err := s.enc.Encode(cp)
+	data, err := cp.Encode()
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
