@@ -135,17 +135,18 @@ func (st *eventStore) streamList(ctx context.Context, list func(context.Context,
 
 // stream hands one listed Event on (see streamList) and notes its UID.
 func (st *eventStore) stream(obj any) {
-	initial := !st.synced.Load()
-	changed, ok := st.remember(obj)
-	if !ok {
+	m, err := metaOf(obj)
+	if err != nil {
 		return
 	}
-	m, _ := metaOf(obj)
+	initial := !st.synced.Load()
+	uid := string(m.GetUID())
+	changed := st.events.see(uid, m.GetResourceVersion())
 	st.mu.Lock()
 	if st.streamed == nil {
 		st.streamed = &uidTable[struct{}]{}
 	}
-	st.streamed.set(string(m.GetUID()), struct{}{})
+	st.streamed.set(uid, struct{}{})
 	st.mu.Unlock()
 	if initial || changed {
 		obj, _ = slimEvent(obj)
