@@ -126,6 +126,9 @@ type Engine struct {
 	nextDue  time.Time
 	dueKnown bool
 	last     map[string]lastEpisode
+	// forgot is the latest close time (Unix seconds) of a mark a restored
+	// checkpoint left out for its size (0: none); see openEpisode.
+	forgot   int64
 	services map[string]struct{}
 	stats    Stats
 	// podNodes remembers the node of pods seen scheduled, for node links,
@@ -295,6 +298,14 @@ func (e *Engine) openEpisode(root convert.Ref, rk string, in Input) *episode {
 		// (.d<day>) keeps its trace IDs from repeating earlier ones.
 		key = append(key, ".d"...)
 		key = strconv.AppendInt(key, in.Now.Unix()/86400, 10)
+		if e.forgot != 0 {
+			// The restored checkpoint left out marks of roots that closed
+			// until then, maybe this one's, maybe today: its earlier
+			// episodes all opened before that time, and any with such a
+			// suffix had an earlier one, so .f<time> keeps the key new.
+			key = append(key, ".f"...)
+			key = strconv.AppendInt(key, e.forgot, 10)
+		}
 	}
 	ep := newEpisode(e.cfg.ClusterName, root, rk, string(key), in.Now)
 	ep.gen, ep.seq = gen, seq

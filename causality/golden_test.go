@@ -77,7 +77,7 @@ func snapshotAndRestore(t *testing.T, h hash.Hash, e *Engine) *Engine {
 		t.Fatal(err)
 	}
 	h.Write(snap)
-	marks, err := e.SaveState(time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC), 24*time.Hour)
+	marks, err := e.SaveState(time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC), 24*time.Hour, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}

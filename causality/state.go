@@ -24,34 +24,82 @@ type savedEpisode struct {
 	Closed  int64  `json:"c"`
 }
 
+// savedState is the marks' JSON: the marks kept, and Forgot, the latest
+// close time (Unix seconds) of a mark left out for the size budget (0:
+// none). Before Forgot existed the marks were saved as a bare array, which
+// RestoreState still reads.
+type savedState struct {
+	Forgot int64          `json:"forgot,omitempty"`
+	Marks  []savedEpisode `json:"marks"`
+}
+
 // SaveState returns the episode marks of every root active within keep
 // (open episodes count as closing now), compressed, for the checkpoint.
-func (e *Engine) SaveState(now time.Time, keep time.Duration) ([]byte, error) {
-	var out []savedEpisode
-	add := func(rk string, l lastEpisode, closed time.Time) {
-		out = append(out, savedEpisode{Root: rk, Gen: l.gen, Seq: l.seq, TraceID: l.traceID.String(), RootID: l.rootID.String(), Closed: closed.Unix()})
-	}
+// Past budget bytes of JSON it keeps the open and most recently closed
+// roots and records when the latest one left out closed: a restored engine
+// then gives a root without a mark keys no earlier episode had (see
+// openEpisode), where a mark lost silently could repeat a trace ID.
+func (e *Engine) SaveState(now time.Time, keep time.Duration, budget int) ([]byte, error) {
+	marks := make([]savedEpisode, 0, len(e.last)+len(e.open))
 	for rk, l := range e.last {
 		if _, open := e.open[rk]; open || now.Sub(l.closed) > keep {
 			continue
 		}
-		add(rk, l, l.closed)
+		marks = append(marks, saveMark(rk, l, l.closed))
 	}
 	for rk, ep := range e.open {
-		add(rk, lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq}, now)
+		marks = append(marks, saveMark(rk, lastEpisode{traceID: ep.traceID, rootID: ep.rootID, gen: ep.gen, seq: ep.seq}, now))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Root < out[j].Root })
+	st := savedState{Forgot: e.forgot}
+	if e.forgot != 0 && now.Sub(time.Unix(e.forgot, 0)) > keep {
+		// Roots left out that long ago are as safe as forgotten ones:
+		// their next episode opens on another day.
+		st.Forgot = 0
+	}
+	size := 0
+	for _, m := range marks {
+		size += m.jsonSize()
+	}
+	if size > budget {
+		// Most recently closed first (open ones count as closing now).
+		sort.Slice(marks, func(i, j int) bool {
+			if marks[i].Closed != marks[j].Closed {
+				return marks[i].Closed > marks[j].Closed
+			}
+			return marks[i].Root < marks[j].Root
+		})
+		size = 0
+		for i, m := range marks {
+			if size += m.jsonSize(); size > budget {
+				st.Forgot = max(st.Forgot, m.Closed)
+				marks = marks[:i]
+				break
+			}
+		}
+	}
+	sort.Slice(marks, func(i, j int) bool { return marks[i].Root < marks[j].Root })
+	st.Marks = marks
 	var buf bytes.Buffer
 	// The fastest level: the marks are small and saved every few seconds.
 	// A new writer each time: one kept would hold 1.8 MB of tables.
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err := json.NewEncoder(zw).Encode(out); err != nil {
+	if err := json.NewEncoder(zw).Encode(st); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+func saveMark(rk string, l lastEpisode, closed time.Time) savedEpisode {
+	return savedEpisode{Root: rk, Gen: l.gen, Seq: l.seq, TraceID: l.traceID.String(), RootID: l.rootID.String(), Closed: closed.Unix()}
+}
+
+// jsonSize is about the mark's size in JSON: the root, the IDs, the
+// numbers and the punctuation (budgets need no exact figure).
+func (s *savedEpisode) jsonSize() int {
+	return len(s.Root) + len(s.TraceID) + len(s.RootID) + 60
 }
 
 // RestoreState loads what SaveState wrote, before any occurrence.
@@ -67,11 +115,19 @@ func (e *Engine) RestoreState(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("causality state: %w", err)
 	}
-	var in []savedEpisode
-	if err := json.Unmarshal(raw, &in); err != nil {
+	var st savedState
+	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+		err = json.Unmarshal(raw, &st.Marks) // saved before Forgot existed
+	} else {
+		err = json.Unmarshal(raw, &st)
+	}
+	if err != nil {
 		return fmt.Errorf("causality state: %w", err)
 	}
-	for _, s := range in {
+	if st.Forgot < 0 {
+		return fmt.Errorf("causality state: bad forgot time %d", st.Forgot)
+	}
+	for _, s := range st.Marks {
 		tid, err1 := trace.TraceIDFromHex(s.TraceID)
 		sid, err2 := trace.SpanIDFromHex(s.RootID)
 		if err1 != nil || err2 != nil || s.Seq < 0 {
@@ -79,6 +135,7 @@ func (e *Engine) RestoreState(data []byte) error {
 		}
 		e.last[s.Root] = lastEpisode{traceID: tid, rootID: sid, gen: s.Gen, seq: s.Seq, closed: time.Unix(s.Closed, 0)}
 	}
+	e.forgot = max(e.forgot, st.Forgot)
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package causality
 
 import (
+	"bytes"
+	"compress/gzip"
 	"testing"
 	"time"
 
@@ -14,7 +16,7 @@ func TestStateRestartNeverReusesTraceIDs(t *testing.T) {
 	r1 := a.observe(occ("e1", 1, "Started", "x", at(0), podA, rs, dep), gen(3))
 	a.advance(at(10 * time.Minute)) // idle: "3.0" closed
 	r2 := a.observe(occ("e2", 1, "Killing", "x", at(11*time.Minute), podA, rs, dep), gen(3))
-	state, err := a.e.SaveState(at(12*time.Minute), time.Hour)
+	state, err := a.e.SaveState(at(12*time.Minute), time.Hour, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +127,109 @@ func TestSaveOpenContinuesTheSameSpans(t *testing.T) {
 	}
 	if err := newEngine(t).RestoreOpen([]byte("[{}]")); err == nil {
 		t.Error("RestoreOpen accepted an episode without a root")
+	}
+}
+
+// Marks past the budget are left out, the least recently closed first; a
+// root whose mark was left out must still not reuse a trace ID of the same
+// day after a restore (its first episode's key had no sequence to go on),
+// and that holds over a further save and restore.
+func TestStateBudgetKeepsTraceIDsNew(t *testing.T) {
+	x := ref("Deployment", "ns", "x", "x-uid")
+	y := ref("Deployment", "ns", "y", "y-uid")
+	a := newDriver(t, Config{})
+	seen := map[string]bool{}
+	note := func(r Result) {
+		t.Helper()
+		if seen[r.TraceID.String()] {
+			t.Fatalf("trace ID %s reused", r.TraceID)
+		}
+		seen[r.TraceID.String()] = true
+	}
+	// x: two episodes (keys 1.0.d<day> and 1.1), then y, closing later.
+	note(a.observe(occ("x1", 1, "ScalingReplicaSet", "up", at(0), x), gen(1)))
+	a.advance(at(10 * time.Minute))
+	note(a.observe(occ("x2", 1, "ScalingReplicaSet", "down", at(11*time.Minute), x), gen(1)))
+	a.advance(at(20 * time.Minute))
+	note(a.observe(occ("y1", 1, "ScalingReplicaSet", "up", at(21*time.Minute), y), gen(1)))
+	a.advance(at(30 * time.Minute))
+	a.flush()
+
+	full, err := a.e.SaveState(at(31*time.Minute), time.Hour, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneMark := len("ns/y") + 32 + 16 + 60 + len("Deployment/") + 20
+	small, err := a.e.SaveState(at(31*time.Minute), time.Hour, oneMark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newDriver(t, Config{})
+	if err := b.e.RestoreState(small); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.e.last) != 1 {
+		t.Fatalf("restored %d marks from a budget for one, want 1 (y's, the latest)", len(b.e.last))
+	}
+	// x has no mark now: its next episode, the same day and generation.
+	rx := b.observe(occ("x3", 1, "ScalingReplicaSet", "up", at(32*time.Minute), x), gen(1))
+	note(rx)
+	// y continues its sequence.
+	ry := b.observe(occ("y2", 1, "ScalingReplicaSet", "up", at(33*time.Minute), y), gen(1))
+	note(ry)
+	b.advance(at(45 * time.Minute))
+	ss := b.flush()
+	if k := attrOf(ss.rootOf(ry.TraceID), "k8s.episode.key"); k != "1.1" {
+		t.Errorf("y's episode key %q after the restore, want 1.1", k)
+	}
+
+	// Saved again within budget and restored: the time of the marks left
+	// out the first time goes along (a root left out then and idle since
+	// still needs the suffix), until the horizon passes.
+	again, err := b.e.SaveState(at(46*time.Minute), time.Hour, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newDriver(t, Config{})
+	if err := c.e.RestoreState(again); err != nil {
+		t.Fatal(err)
+	}
+	if c.e.forgot == 0 {
+		t.Error("the time of the marks left out was not carried over a further save")
+	}
+	late, err := b.e.SaveState(at(3*time.Hour), time.Hour, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDriver(t, Config{})
+	if err := d.e.RestoreState(late); err != nil {
+		t.Fatal(err)
+	}
+	if d.e.forgot != 0 {
+		t.Error("marks left out longer ago than the horizon still change keys")
+	}
+
+	// The full state restores every mark and no suffix.
+	e := newDriver(t, Config{})
+	if err := e.e.RestoreState(full); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.e.last) != 2 || e.e.forgot != 0 {
+		t.Errorf("full state: %d marks, forgot %d; want 2, 0", len(e.e.last), e.e.forgot)
+	}
+}
+
+// Marks saved before the budget existed (a bare JSON array) still restore.
+func TestStateReadsBareMarks(t *testing.T) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(`[{"r":"Deployment/ns/web","g":3,"s":1,"t":"0102030405060708090a0b0c0d0e0f10","i":"0102030405060708","c":1764000000}]`))
+	zw.Close()
+	e := newEngine(t)
+	if err := e.RestoreState(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := e.last["Deployment/ns/web"]; !ok || l.gen != 3 || l.seq != 1 {
+		t.Errorf("restored %+v", e.last)
 	}
 }

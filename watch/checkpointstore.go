@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -12,6 +13,15 @@ import (
 
 // checkpointKey is the ConfigMap binaryData key holding the checkpoint.
 const checkpointKey = "checkpoint"
+
+// MaxCheckpointBytes is the most a ConfigMap holds: the API server refuses
+// one whose values add up to more (core validation, MaxSecretSize).
+const MaxCheckpointBytes = 1 << 20
+
+// ErrCheckpointTooLarge is returned by Save for a checkpoint that cannot fit
+// the ConfigMap; nothing was written. The caller saves less (the engine's
+// part) or keeps fewer entries.
+var ErrCheckpointTooLarge = errors.New("checkpoint too large for a ConfigMap")
 
 // ConfigMapStore keeps the checkpoint in a ConfigMap of the bridge's own
 // namespace (binaryData, compressed; a ConfigMap holds at most 1 MiB, which
@@ -62,6 +72,11 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	data, err := cp.Encode()
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	if len(data) > MaxCheckpointBytes {
+		// Checked here: the API server would refuse it after the upload.
+		return fmt.Errorf("save checkpoint %s/%s: %w: %d bytes (%d Events tracked, %d bytes of episode state), at most %d",
+			s.Namespace, s.Name, ErrCheckpointTooLarge, len(data), len(cp.Done), len(cp.Extra), MaxCheckpointBytes)
 	}
 	if cm := s.last; cm != nil {
 		s.last = nil

@@ -2,6 +2,8 @@ package watch
 
 import (
 	"context"
+	"errors"
+	"math/rand"
 	"strconv"
 	"sync"
 	"testing"
@@ -115,5 +117,33 @@ func TestConfigMapStoreSaves(t *testing.T) {
 	}
 	if s.last == nil || s.last.BinaryData[checkpointKey] != nil {
 		t.Error("the store should keep the last ConfigMap, without its checkpoint data")
+	}
+}
+
+// A checkpoint over a ConfigMap's 1 MiB is refused before any request, with
+// ErrCheckpointTooLarge (the caller saves less), and the saved one stays.
+func TestConfigMapStoreRefusesTooLarge(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeConfigMaps{}
+	s := &ConfigMapStore{Client: f, Namespace: "ns", Name: "cp"}
+	if err := s.Save(ctx, &Checkpoint{Watermark: 1}); err != nil {
+		t.Fatal(err)
+	}
+	extra := make([]byte, MaxCheckpointBytes+1)
+	rand.New(rand.NewSource(1)).Read(extra) // incompressible
+	rv := f.rv
+	err := s.Save(ctx, &Checkpoint{Watermark: 2, Extra: extra})
+	if !errors.Is(err, ErrCheckpointTooLarge) {
+		t.Fatalf("saving %d bytes of Extra: %v, want ErrCheckpointTooLarge", len(extra), err)
+	}
+	if f.rv != rv {
+		t.Error("a checkpoint too large was sent to the API server")
+	}
+	if cp, err := s.Load(ctx); err != nil || cp.Watermark != 1 {
+		t.Fatalf("after the refused save loaded %+v, %v; want the first checkpoint", cp, err)
+	}
+	// The store still updates the ConfigMap it kept.
+	if err := s.Save(ctx, &Checkpoint{Watermark: 3, Extra: extra[:1000]}); err != nil {
+		t.Fatal(err)
 	}
 }

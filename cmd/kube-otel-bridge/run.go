@@ -423,6 +423,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	// over a graceful restart (nil in the periodic saves).
 	var saveMu sync.Mutex
 	finalSaved := false
+	fit := checkpointFit{marks: marksBudget, open: snapshotEpisodesBudget}
 	saveCheckpoint := func(ctx context.Context, open []byte, final bool) error {
 		if store == nil {
 			return nil
@@ -439,23 +440,40 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		if cp == nil || (!changed && !final) {
 			return nil // initial list not processed yet, or nothing new
 		}
-		p.mu.Lock()
-		marks, err := engine.SaveState(time.Now(), markHorizon)
-		if err == nil && !final {
-			// Taken after the watermark: every occurrence it covers is in
-			// the engine already, so after a crash the open episodes continue
-			// and the occurrences read again add nothing twice.
-			open, err = engine.SnapshotOpen(snapshotEpisodesBudget)
-		}
-		p.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		if cp.Extra, err = json.Marshal(engineState{Marks: marks, Open: open}); err != nil {
-			return err
-		}
-		if err := store.Save(ctx, cp); err != nil {
-			return err
+		for {
+			marksBudget, openBudget := fit.budgets()
+			p.mu.Lock()
+			marks, err := engine.SaveState(time.Now(), markHorizon, marksBudget)
+			saveOpen := open
+			if err == nil && !final {
+				// Taken after the watermark: every occurrence it covers is in
+				// the engine already, so after a crash the open episodes continue
+				// and the occurrences read again add nothing twice.
+				saveOpen, err = engine.SnapshotOpen(openBudget)
+			} else if final && openBudget == 0 {
+				// Nothing smaller fitted: the episodes SaveOpen took are
+				// not carried over (their object spans are lost).
+				saveOpen = nil
+			}
+			p.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			if cp.Extra, err = json.Marshal(engineState{Marks: marks, Open: saveOpen}); err != nil {
+				return err
+			}
+			err = store.Save(ctx, cp)
+			if errors.Is(err, watch.ErrCheckpointTooLarge) && fit.shrink() {
+				m, o := fit.budgets()
+				log.Warn("checkpoint too large for its ConfigMap: saving fewer episode marks and open episodes",
+					"err", err, "marks_budget_bytes", m, "open_budget_bytes", o)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			fit.saved()
+			break
 		}
 		stats.setCheckpoint(cp.Watermark, len(cp.Done), cp.Saved)
 		return nil
@@ -491,8 +509,12 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	var flushErr error
 	if store != nil {
 		var spans []causality.Span
+		// The budget the periodic saves found to fit the ConfigMap.
+		saveMu.Lock()
+		_, budget := fit.budgets()
+		saveMu.Unlock()
 		p.mu.Lock()
-		open, spans, flushErr = engine.SaveOpen(openEpisodesBudget)
+		open, spans, flushErr = engine.SaveOpen(budget)
 		p.mu.Unlock()
 		flushErr = errors.Join(flushErr, p.spans(fctx, spans))
 	}
@@ -509,12 +531,13 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	return err
 }
 
-// openEpisodesBudget bounds the open episodes carried in the final
-// checkpoint, snapshotEpisodesBudget those in the periodic ones (JSON before
-// compression; a ConfigMap holds 1 MiB, and the periodic save runs often).
+// snapshotEpisodesBudget bounds the open episodes carried in a checkpoint,
+// marksBudget the episode marks (≈ 3,500 roots): JSON before compression,
+// at most; checkpointFit scales both down to what fits the ConfigMap's
+// 1 MiB beside the Event entries.
 const (
-	openEpisodesBudget     = 2 << 20
 	snapshotEpisodesBudget = 1 << 20
+	marksBudget            = 512 << 10
 )
 
 // engineState is the causality engine's part of the checkpoint.
