@@ -225,6 +225,10 @@ type doneEntry struct {
 // 50,000, the earlier default, took 1 MB alone: saves would fail.
 const DefaultMaxEntries = 35000
 
+// MaxEntries is the most a checkpoint can track one by one: ≈ 950 KB of
+// random UIDs, the rest of a ConfigMap for the engine's smallest part.
+const MaxEntries = 42000
+
 // NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
 func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
 	t := &Tracker{maxEntries: maxEntries}

@@ -126,7 +126,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
 	fs.BoolVar(&o.noCheckpoint, "no-checkpoint", false, "do not keep a checkpoint in --state-namespace (restarts then skip what happened while down)")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", 5*time.Second, "how often the checkpoint is written (at most)")
-	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", watch.DefaultMaxEntries, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB: ≈ 20 B each, and room for the open episodes); past it the oldest may repeat after a crash")
+	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", watch.DefaultMaxEntries, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB: ≈ 22.5 B each, and room for the open episodes; at most 42,000); past it the oldest may repeat after a crash")
 	fs.StringVar(&o.shard, "shard", "", "I/N: take only the namespaces whose hash mod N is I (cluster-scoped objects go to shard 0)")
 	return fs
 }
@@ -166,6 +166,10 @@ func (o *runOptions) validate() error {
 	}
 	if o.checkpointInterval <= 0 {
 		return fmt.Errorf("--checkpoint-interval must be positive, got %s", o.checkpointInterval)
+	}
+	if o.checkpointEntries <= 0 || o.checkpointEntries > watch.MaxEntries {
+		// Past it the entries alone (≈ 22.5 B each) fill the ConfigMap.
+		return fmt.Errorf("--checkpoint-max-events must be 1 to %d (a ConfigMap holds 1 MiB), got %d", watch.MaxEntries, o.checkpointEntries)
 	}
 	if o.shutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)

@@ -43,6 +43,7 @@ func TestBadFlags(t *testing.T) {
 		{"ca file with insecure", []string{"--otlp-insecure", "--otlp-ca-file", "/nonexistent/ca.pem"}, nil, "--otlp-ca-file", nil, "cafile", 0},
 		{"log format", []string{"--otlp-insecure", "--log-format", "xml"}, nil, "--log-format", []string{"xml"}, "logformat", 0},
 		{"namespace included and excluded", []string{"--otlp-insecure", "--namespaces", "a,b", "--exclude-namespaces", "b"}, nil, "--exclude-namespaces", []string{`"b"`}, "excluded", 0},
+		{"checkpoint entries past a ConfigMap", []string{"--otlp-insecure", "--checkpoint-max-events", "100000"}, nil, "--checkpoint-max-events", []string{"100000"}, "checkpointmaxevents", 0},
 		{"unknown flag", []string{"--no-such-flag"}, nil, "-no-such-flag", nil, "nosuchflag", 2},
 	}
 	for _, tt := range tests {
