@@ -52,6 +52,8 @@ func TestUUIDRoundTrip(t *testing.T) {
 		"0123abcd-+567-89ef-0a1b-2c3d4e5f6789",
 		"0123abcd-4567-89ef-0a1b-2c3d4e5f6/89",
 		"0123abcd-4567-89ef-0a1b-2c3d4e5f6:89",
+		"0123abcd-4567-89ef-0a1b-2c3d4e5f67\xe9", // not ASCII
+		"0123abcd-4567-89ef-0a1b-2c3d4e5f67\x00",
 	} {
 		if u, ok := parseUUID(s); ok {
 			t.Errorf("parseUUID(%q) = %x, want not a canonical UUID", s, u)
