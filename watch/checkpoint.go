@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -58,51 +60,69 @@ func (c *Checkpoint) DoneCount(uid string, rv uint64, created time.Time, count i
 	return 0
 }
 
-const checkpointMagic = "kob-cp1"
+// checkpointMagic starts the current form, checkpointMagicGzip (inside
+// gzip) the earlier one, which DecodeCheckpoint still reads.
+const (
+	checkpointMagic     = "kob-cp2"
+	checkpointMagicGzip = "kob-cp1"
+)
 
-// Encode returns the checkpoint in a compact binary form (gzip). The
-// entries are random hex, where looking for repeats (what makes deflate's
-// default level cost 20× more) finds nothing: they are Huffman-coded only
-// (3 % larger, 7 ms instead of 130 for 50,000). Extra (the engine's JSON)
-// follows in a second gzip member, deflated at the fastest level; readers
-// see the two as one stream (gzip.Reader's multistream mode), the same
-// bytes as before.
-//
-// The writers are made anew for each save: kept, the three of a checkpoint
-// (these two and the engine's) held 4.4 MB of tables for good, where made
-// anew they are garbage every few seconds.
+// Encode returns the checkpoint in a compact binary form: a header of
+// varints, then the entries sorted by UID, each a varint (count<<1, and 1
+// for a UID that is not a canonical UUID) and the UID: the 16 bytes of a
+// UUID (every UID the API server makes), else its length and text. A UUID's
+// hex (36 bytes) Huffman-coded took ≈ 19 bytes, and the compressor's tables
+// (≈ 1 MB made and cleared per save) were most of a save's cost; the 16 bytes
+// need none. Extra (the engine's JSON) follows, its length and then one gzip
+// member at the fastest level.
 func (c *Checkpoint) Encode() ([]byte, error) {
-	var raw bytes.Buffer
-	raw.Grow(64 + len(c.Done)*42) // a UUID, its length and a small count
-	raw.WriteString(checkpointMagic)
-	var tmp [binary.MaxVarintLen64]byte
-	put := func(v uint64) { raw.Write(tmp[:binary.PutUvarint(tmp[:], v)]) }
-	put(c.Watermark)
-	put(uint64(c.PruneBefore.Unix()))
-	put(uint64(c.Saved.UnixMilli()))
-	uids := make([]string, 0, len(c.Done))
-	for uid := range c.Done {
-		uids = append(uids, uid)
+	type entry struct {
+		r     uidRef
+		count int32
 	}
-	sort.Strings(uids)
-	put(uint64(len(uids)))
-	for _, uid := range uids {
-		put(uint64(len(uid)))
-		raw.WriteString(uid)
-		put(uint64(c.Done[uid]))
+	entries := make([]entry, 0, len(c.Done))
+	for uid, n := range c.Done {
+		entries = append(entries, entry{refOf(uid), n})
 	}
-	put(uint64(len(c.Extra)))
-	var out bytes.Buffer
-	out.Grow(raw.Len()*5/8 + len(c.Extra)/2 + 64)
-	if err := gzipTo(&out, gzip.HuffmanOnly, raw.Bytes()); err != nil {
+	slices.SortFunc(entries, func(a, b entry) int {
+		if a.r.isText != b.r.isText {
+			if a.r.isText {
+				return 1
+			}
+			return -1
+		}
+		if a.r.isText {
+			return strings.Compare(a.r.text, b.r.text)
+		}
+		return bytes.Compare(a.r.id[:], b.r.id[:])
+	})
+	out := make([]byte, 0, 64+len(entries)*18+len(c.Extra)/4)
+	out = append(out, checkpointMagic...)
+	out = binary.AppendUvarint(out, c.Watermark)
+	out = binary.AppendUvarint(out, uint64(c.PruneBefore.Unix()))
+	out = binary.AppendUvarint(out, uint64(c.Saved.UnixMilli()))
+	out = binary.AppendUvarint(out, uint64(len(entries)))
+	for _, e := range entries {
+		if e.r.isText {
+			out = binary.AppendUvarint(out, uint64(uint32(e.count))<<1|1)
+			out = binary.AppendUvarint(out, uint64(len(e.r.text)))
+			out = append(out, e.r.text...)
+			continue
+		}
+		out = binary.AppendUvarint(out, uint64(uint32(e.count))<<1)
+		out = append(out, e.r.id[:]...)
+	}
+	if len(c.Extra) == 0 {
+		return binary.AppendUvarint(out, 0), nil
+	}
+	var z bytes.Buffer
+	if err := gzipTo(&z, gzip.BestSpeed, c.Extra); err != nil {
 		return nil, err
 	}
-	if len(c.Extra) > 0 {
-		if err := gzipTo(&out, gzip.BestSpeed, c.Extra); err != nil {
-			return nil, err
-		}
-	}
-	return out.Bytes(), nil
+	// Its length first: a checkpoint cut short is an error, never one
+	// without its Extra.
+	out = binary.AppendUvarint(out, uint64(z.Len()))
+	return append(out, z.Bytes()...), nil
 }
 
 // gzipTo appends data to out as one gzip member compressed at level.
@@ -117,34 +137,104 @@ func gzipTo(out *bytes.Buffer, level int, data []byte) error {
 	return zw.Close()
 }
 
-// DecodeCheckpoint reads what Encode wrote.
+// maxExtra bounds the engine's part when reading a checkpoint (a ConfigMap
+// holds 1 MiB compressed).
+const maxExtra = 64 << 20
+
+// DecodeCheckpoint reads what Encode wrote, or the earlier gzip form.
 func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+	if !bytes.HasPrefix(data, []byte(checkpointMagic)) {
+		return decodeGzipCheckpoint(data)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	if !bytes.HasPrefix(raw, []byte(checkpointMagic)) {
-		return nil, errors.New("checkpoint: unknown format")
-	}
-	r := bytes.NewReader(raw[len(checkpointMagic):])
+	r := bytes.NewReader(data[len(checkpointMagic):])
 	get := func() (uint64, error) { return binary.ReadUvarint(r) }
 	var c Checkpoint
+	n, err := c.readHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	for range n {
+		h, err := get()
+		if err != nil || h>>1 > 1<<31-1 {
+			return nil, errors.New("checkpoint: bad count")
+		}
+		var uid string
+		if h&1 == 0 {
+			var u uuid
+			if _, err := io.ReadFull(r, u[:]); err != nil {
+				return nil, fmt.Errorf("checkpoint: %w", err)
+			}
+			uid = u.String()
+		} else {
+			n, err := get()
+			if err != nil || n > 256 || n > uint64(r.Len()) {
+				return nil, errors.New("checkpoint: bad uid")
+			}
+			b := make([]byte, n)
+			if _, err := io.ReadFull(r, b); err != nil {
+				return nil, fmt.Errorf("checkpoint: %w", err)
+			}
+			uid = string(b)
+		}
+		c.Done[uid] = int32(h >> 1)
+	}
+	z, err := get()
+	if err != nil || z != uint64(r.Len()) {
+		return nil, errors.New("checkpoint: bad extra section")
+	}
+	if z > 0 {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: extra section: %w", err)
+		}
+		if c.Extra, err = io.ReadAll(io.LimitReader(zr, maxExtra)); err != nil {
+			return nil, fmt.Errorf("checkpoint: extra section: %w", err)
+		}
+	}
+	return &c, nil
+}
+
+// readHeader reads the watermark, times and entry count, and makes Done
+// for the entries.
+func (c *Checkpoint) readHeader(r *bytes.Reader) (uint64, error) {
 	var v [4]uint64
 	for i := range v {
-		if v[i], err = get(); err != nil {
-			return nil, fmt.Errorf("checkpoint: truncated header: %w", err)
+		var err error
+		if v[i], err = binary.ReadUvarint(r); err != nil {
+			return 0, fmt.Errorf("checkpoint: truncated header: %w", err)
 		}
 	}
 	c.Watermark, c.PruneBefore, c.Saved = v[0], time.Unix(int64(v[1]), 0).UTC(), time.UnixMilli(int64(v[2])).UTC()
 	if v[3] > uint64(r.Len()) {
-		return nil, errors.New("checkpoint: bad entry count")
+		return 0, errors.New("checkpoint: bad entry count")
 	}
 	c.Done = make(map[string]int32, v[3])
-	for range v[3] {
+	return v[3], nil
+}
+
+// decodeGzipCheckpoint reads the earlier form: all of it in gzip, each UID
+// as text, Extra after its length (in a second gzip member, read as one
+// stream with the first).
+func decodeGzipCheckpoint(data []byte) (*Checkpoint, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, maxExtra))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if !bytes.HasPrefix(raw, []byte(checkpointMagicGzip)) {
+		return nil, errors.New("checkpoint: unknown format")
+	}
+	r := bytes.NewReader(raw[len(checkpointMagicGzip):])
+	get := func() (uint64, error) { return binary.ReadUvarint(r) }
+	var c Checkpoint
+	n, err := c.readHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	for range n {
 		n, err := get()
 		if err != nil || n > 256 || n > uint64(r.Len()) {
 			return nil, errors.New("checkpoint: bad uid")
@@ -159,12 +249,12 @@ func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
 		}
 		c.Done[string(uid)] = int32(cnt)
 	}
-	n, err := get()
-	if err != nil || n > uint64(r.Len()) {
+	extra, err := get()
+	if err != nil || extra > uint64(r.Len()) {
 		return nil, errors.New("checkpoint: bad extra section")
 	}
-	if n > 0 {
-		c.Extra = make([]byte, n)
+	if extra > 0 {
+		c.Extra = make([]byte, extra)
 		if _, err := io.ReadFull(r, c.Extra); err != nil {
 			return nil, fmt.Errorf("checkpoint: %w", err)
 		}
@@ -219,15 +309,14 @@ type doneEntry struct {
 }
 
 // DefaultMaxEntries is how many Events a checkpoint tracks one by one by
-// default: 35,000 random UIDs encode to ≈ 790 KB, which leaves 200 KB of a
-// ConfigMap (1 MiB of data) for the causality engine's part (its open
-// episodes are cut at 1 MiB of JSON, which deflate shrinks several times).
-// 50,000, the earlier default, took 1 MB alone: saves would fail.
+// default: 35,000 UUIDs encode to ≈ 630 KB, which leaves ≈ 400 KB of a
+// ConfigMap (1 MiB of data) for the causality engine's part (its marks and
+// open episodes, cut to fit: see checkpointFit in the command).
 const DefaultMaxEntries = 35000
 
-// MaxEntries is the most a checkpoint can track one by one: ≈ 950 KB of
-// random UIDs, the rest of a ConfigMap for the engine's smallest part.
-const MaxEntries = 42000
+// MaxEntries is the most a checkpoint can track one by one: ≈ 900 KB of
+// UUIDs, the rest of a ConfigMap for the engine's smallest part.
+const MaxEntries = 50000
 
 // NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
 func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {

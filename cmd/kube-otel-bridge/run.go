@@ -126,7 +126,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.leaseName, "lease-name", "kube-otel-bridge", "name of the leader-election Lease (a shard appends -shard-I-of-N)")
 	fs.BoolVar(&o.noCheckpoint, "no-checkpoint", false, "do not keep a checkpoint in --state-namespace (restarts then skip what happened while down)")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", 5*time.Second, "how often the checkpoint is written (at most)")
-	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", watch.DefaultMaxEntries, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB: ≈ 22.5 B each, and room for the open episodes; at most 42,000); past it the oldest may repeat after a crash")
+	fs.IntVar(&o.checkpointEntries, "checkpoint-max-events", watch.DefaultMaxEntries, "Events tracked individually in the checkpoint (a ConfigMap holds 1 MiB: ≈ 18 B each, and room for the open episodes; at most 50,000); past it the oldest may repeat after a crash")
 	fs.StringVar(&o.shard, "shard", "", "I/N: take only the namespaces whose hash mod N is I (cluster-scoped objects go to shard 0)")
 	return fs
 }
@@ -168,7 +168,7 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--checkpoint-interval must be positive, got %s", o.checkpointInterval)
 	}
 	if o.checkpointEntries <= 0 || o.checkpointEntries > watch.MaxEntries {
-		// Past it the entries alone (≈ 22.5 B each) fill the ConfigMap.
+		// Past it the entries alone (≈ 18 B each) fill the ConfigMap.
 		return fmt.Errorf("--checkpoint-max-events must be 1 to %d (a ConfigMap holds 1 MiB), got %d", watch.MaxEntries, o.checkpointEntries)
 	}
 	if o.shutdownTimeout <= 0 {
@@ -546,7 +546,9 @@ const (
 
 // engineState is the causality engine's part of the checkpoint.
 type engineState struct {
-	Marks []byte          `json:"marks,omitempty"`
+	// Marks is SaveState's JSON; checkpoints before it was plain JSON hold
+	// it compressed, as a base64 string.
+	Marks json.RawMessage `json:"marks,omitempty"`
 	Open  json.RawMessage `json:"open,omitempty"`
 }
 
@@ -560,7 +562,13 @@ func restoreEngine(engine *causality.Engine, extra []byte) (int, error) {
 	if err := json.Unmarshal(extra, &st); err != nil {
 		return 0, err
 	}
-	if err := engine.RestoreState(st.Marks); err != nil {
+	marks := []byte(st.Marks)
+	if len(marks) > 0 && marks[0] == '"' {
+		if err := json.Unmarshal(st.Marks, &marks); err != nil {
+			return 0, err
+		}
+	}
+	if err := engine.RestoreState(marks); err != nil {
 		return 0, err
 	}
 	if err := engine.RestoreOpen(st.Open); err != nil {
