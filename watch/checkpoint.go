@@ -75,7 +75,10 @@ const (
 // (≈ 1 MB made and cleared per save) were most of a save's cost; the 16 bytes
 // need none. Extra (the engine's JSON) follows, its length and then one gzip
 // member at the fastest level.
-func (c *Checkpoint) Encode() ([]byte, error) {
+func (c *Checkpoint) Encode() ([]byte, error) { return c.encode(nil) }
+
+// encode is Encode compressing Extra with zw (reset for it) when not nil.
+func (c *Checkpoint) encode(zw *gzip.Writer) ([]byte, error) {
 	type entry struct {
 		r     uidRef
 		count int32
@@ -116,25 +119,24 @@ func (c *Checkpoint) Encode() ([]byte, error) {
 		return binary.AppendUvarint(out, 0), nil
 	}
 	var z bytes.Buffer
-	if err := gzipTo(&z, gzip.BestSpeed, c.Extra); err != nil {
+	if zw == nil {
+		var err error
+		if zw, err = gzip.NewWriterLevel(&z, gzip.BestSpeed); err != nil {
+			return nil, err
+		}
+	} else {
+		zw.Reset(&z)
+	}
+	if _, err := zw.Write(c.Extra); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	// Its length first: a checkpoint cut short is an error, never one
 	// without its Extra.
 	out = binary.AppendUvarint(out, uint64(z.Len()))
 	return append(out, z.Bytes()...), nil
-}
-
-// gzipTo appends data to out as one gzip member compressed at level.
-func gzipTo(out *bytes.Buffer, level int, data []byte) error {
-	zw, err := gzip.NewWriterLevel(out, level)
-	if err != nil {
-		return err
-	}
-	if _, err := zw.Write(data); err != nil {
-		return err
-	}
-	return zw.Close()
 }
 
 // maxExtra bounds the engine's part when reading a checkpoint (a ConfigMap
