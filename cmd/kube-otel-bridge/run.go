@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -423,64 +422,11 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 			}
 		}
 	}()
-	// saveCheckpoint writes the checkpoint; open is the open episodes carried
-	// over a graceful restart (nil in the periodic saves).
-	var saveMu sync.Mutex
-	finalSaved := false
-	fit := checkpointFit{marks: marksBudget, open: snapshotEpisodesBudget}
-	saveCheckpoint := func(ctx context.Context, open []byte, final bool) error {
-		if store == nil {
-			return nil
-		}
-		// One save at a time, and none after the final one (a periodic save
-		// still running at shutdown must not overwrite it).
-		saveMu.Lock()
-		defer saveMu.Unlock()
-		if finalSaved {
-			return nil
-		}
-		finalSaved = final
-		cp, changed := tracker.Snapshot(time.Now())
-		if cp == nil || (!changed && !final) {
-			return nil // initial list not processed yet, or nothing new
-		}
-		for {
-			marksBudget, openBudget := fit.budgets()
-			p.mu.Lock()
-			marks, err := engine.SaveState(time.Now(), markHorizon, marksBudget)
-			saveOpen := open
-			if err == nil && !final {
-				// Taken after the watermark: every occurrence it covers is in
-				// the engine already, so after a crash the open episodes continue
-				// and the occurrences read again add nothing twice.
-				saveOpen, err = engine.SnapshotOpen(openBudget)
-			} else if final && openBudget == 0 {
-				// Nothing smaller fitted: the episodes SaveOpen took are
-				// not carried over (their object spans are lost).
-				saveOpen = nil
-			}
-			p.mu.Unlock()
-			if err != nil {
-				return err
-			}
-			if cp.Extra, err = json.Marshal(engineState{Marks: marks, Open: saveOpen}); err != nil {
-				return err
-			}
-			err = store.Save(ctx, cp)
-			if errors.Is(err, watch.ErrCheckpointTooLarge) && fit.shrink() {
-				m, o := fit.budgets()
-				log.Warn("checkpoint too large for its ConfigMap: saving fewer episode marks and open episodes",
-					"err", err, "marks_budget_bytes", m, "open_budget_bytes", o)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			fit.saved()
-			break
-		}
-		stats.setCheckpoint(cp.Watermark, len(cp.Done), cp.Saved)
-		return nil
+	var cpr *checkpointer
+	if store != nil {
+		cpr = newCheckpointer(store, tracker, engine, &p.mu, log, func(cp *watch.Checkpoint) {
+			stats.setCheckpoint(cp.Watermark, len(cp.Done), cp.Saved)
+		})
 	}
 	if store != nil {
 		go func() {
@@ -492,7 +438,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if err := saveCheckpoint(ctx, nil, false); err != nil && ctx.Err() == nil {
+					if err := cpr.save(ctx, nil, false); err != nil && ctx.Err() == nil {
 						log.Error("checkpoint not saved", "err", err)
 					}
 				}
@@ -514,9 +460,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	if store != nil {
 		var spans []causality.Span
 		// The budget the periodic saves found to fit the ConfigMap.
-		saveMu.Lock()
-		_, budget := fit.budgets()
-		saveMu.Unlock()
+		budget := cpr.openBudget()
 		p.mu.Lock()
 		open, spans, flushErr = engine.SaveOpen(budget)
 		p.mu.Unlock()
@@ -529,7 +473,10 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		// may be missing; the next process re-reads what was not acked.
 		open = nil
 	}
-	if cerr := saveCheckpoint(fctx, open, true); cerr != nil {
+	if cpr == nil {
+		return err
+	}
+	if cerr := cpr.save(fctx, open, true); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoint: %w", cerr))
 	}
 	return err
