@@ -38,6 +38,8 @@ type ConfigMapStore struct {
 	// cleared) cost a save more than its work (≈ 2 % of the bridge's CPU
 	// under load, in page faults and clearing).
 	zw *gzip.Writer
+	// size is the last checkpoint's size, encoded.
+	size int
 	// last is the ConfigMap as the last save left it (its checkpoint data
 	// dropped): the next save updates it without reading it first. A
 	// conflict (someone else wrote it meanwhile) reads it again.
@@ -82,6 +84,7 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
+	s.size = len(data)
 	if len(data) > MaxCheckpointBytes {
 		// Checked here: the API server would refuse it after the upload.
 		return fmt.Errorf("save checkpoint %s/%s: %w: %d bytes (%d Events tracked, %d bytes of episode state), at most %d",
@@ -126,6 +129,13 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	}
 	s.keep(saved)
 	return nil
+}
+
+// Size is the size of the checkpoint the last Save encoded (saved or not).
+func (s *ConfigMapStore) Size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
 }
 
 // keep remembers the ConfigMap a save returned, without its checkpoint

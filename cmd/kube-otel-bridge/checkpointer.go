@@ -23,21 +23,34 @@ type checkpointer struct {
 	log      *slog.Logger
 	// saved is told of every checkpoint written (metrics).
 	saved func(cp *watch.Checkpoint)
+	now   func() time.Time
 
 	mu sync.Mutex // one save at a time
 	// final: the final save is done; no periodic save still running may
 	// overwrite it.
 	final bool
 	fit   checkpointFit
+	// next is the earliest time of the next periodic save: a large
+	// checkpoint is written less often (see maxWriteRate).
+	next time.Time
 }
+
+// maxWriteRate bounds what the periodic saves write to the API server (and
+// etcd, which keeps every revision until compaction), averaged: a
+// checkpoint of 1 MiB is written every 16 s at most, one of 100 KB at every
+// interval. A crash re-reads at most that much more; a graceful stop always
+// saves.
+const maxWriteRate = 64 << 10 // bytes per second
 
 // checkpointStore is where checkpoints go (watch.ConfigMapStore).
 type checkpointStore interface {
 	Save(ctx context.Context, cp *watch.Checkpoint) error
+	// Size is the size of the last checkpoint saved.
+	Size() int
 }
 
 func newCheckpointer(store checkpointStore, tracker *watch.Tracker, engine *causality.Engine, engineMu sync.Locker, log *slog.Logger, saved func(*watch.Checkpoint)) *checkpointer {
-	return &checkpointer{store: store, tracker: tracker, engine: engine, engineMu: engineMu, log: log, saved: saved,
+	return &checkpointer{store: store, tracker: tracker, engine: engine, engineMu: engineMu, log: log, saved: saved, now: time.Now,
 		fit: checkpointFit{marks: marksBudget, open: snapshotEpisodesBudget}}
 }
 
@@ -59,8 +72,12 @@ func (c *checkpointer) save(ctx context.Context, open []byte, final bool) error 
 	if c.final {
 		return nil
 	}
+	now := c.now()
+	if !final && now.Before(c.next) {
+		return nil
+	}
 	c.final = final
-	cp, changed := c.tracker.Snapshot(time.Now())
+	cp, changed := c.tracker.Snapshot(now)
 	if cp == nil || (!changed && !final) {
 		return nil // initial list not processed yet, or nothing new
 	}
@@ -68,7 +85,7 @@ func (c *checkpointer) save(ctx context.Context, open []byte, final bool) error 
 	for {
 		marksBudget, openBudget := c.fit.budgets()
 		c.engineMu.Lock()
-		marks, err := c.engine.SaveState(time.Now(), markHorizon, marksBudget)
+		marks, err := c.engine.SaveState(c.now(), markHorizon, marksBudget)
 		saveOpen := open
 		if err == nil && !final {
 			// Taken after the watermark: every occurrence it covers is in
@@ -109,6 +126,7 @@ func (c *checkpointer) save(ctx context.Context, open []byte, final bool) error 
 			return err
 		}
 		c.fit.saved()
+		c.next = now.Add(time.Duration(float64(c.store.Size()) / maxWriteRate * float64(time.Second)))
 		if c.saved != nil {
 			c.saved(cp)
 		}

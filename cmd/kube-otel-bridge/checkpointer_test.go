@@ -57,13 +57,17 @@ func TestCheckpointFit(t *testing.T) {
 type limitStore struct {
 	limit int
 	saved []*watch.Checkpoint
+	size  int
 }
+
+func (s *limitStore) Size() int { return s.size }
 
 func (s *limitStore) Save(_ context.Context, cp *watch.Checkpoint) error {
 	data, err := cp.Encode()
 	if err != nil {
 		return err
 	}
+	s.size = len(data)
 	if len(data) > s.limit {
 		return fmt.Errorf("%w: %d bytes", watch.ErrCheckpointTooLarge, len(data))
 	}
@@ -102,7 +106,13 @@ func TestCheckpointerFitsTheStore(t *testing.T) {
 	}
 	store := &limitStore{limit: 20 << 10}
 	var mu sync.Mutex
-	c := newCheckpointer(store, tracker, engine, &mu, slog.New(slog.DiscardHandler), nil)
+	clock := now
+	newC := func(s checkpointStore) *checkpointer {
+		c := newCheckpointer(s, tracker, engine, &mu, slog.New(slog.DiscardHandler), nil)
+		c.now = func() time.Time { return clock }
+		return c
+	}
+	c := newC(store)
 
 	savedMarks := func(cp *watch.Checkpoint) (n int, forgot int64, open json.RawMessage) {
 		t.Helper()
@@ -121,8 +131,12 @@ func TestCheckpointerFitsTheStore(t *testing.T) {
 	}
 	for i := range regrowAfter + 2 {
 		event()
+		clock = clock.Add(5 * time.Second)
 		if err := c.save(context.Background(), nil, false); err != nil {
 			t.Fatalf("save %d: %v", i, err)
+		}
+		if len(store.saved) != i+1 {
+			t.Fatalf("%d saves after %d intervals", len(store.saved), i+1)
 		}
 		cp := store.saved[len(store.saved)-1]
 		n, forgot, _ := savedMarks(cp)
@@ -138,7 +152,7 @@ func TestCheckpointerFitsTheStore(t *testing.T) {
 	// place; ones that fit in no case go.
 	final := func(open json.RawMessage, limit int) (json.RawMessage, error) {
 		t.Helper()
-		c := newCheckpointer(&limitStore{limit: limit}, tracker, engine, &mu, slog.New(slog.DiscardHandler), nil)
+		c := newC(&limitStore{limit: limit})
 		event()
 		err := c.save(context.Background(), open, true)
 		if err != nil {
@@ -172,9 +186,54 @@ func TestCheckpointerFitsTheStore(t *testing.T) {
 	}
 
 	// Nothing fits: an error that says so.
-	c2 := newCheckpointer(&limitStore{limit: 10}, tracker, engine, &mu, slog.New(slog.DiscardHandler), nil)
+	c2 := newC(&limitStore{limit: 10})
 	event()
 	if err := c2.save(context.Background(), nil, false); !errors.Is(err, watch.ErrCheckpointTooLarge) {
 		t.Errorf("a store that fits nothing: %v, want ErrCheckpointTooLarge", err)
+	}
+}
+
+// A large checkpoint is written less often: after a save of n bytes the
+// periodic saves wait n/maxWriteRate; the final save never waits.
+func TestCheckpointerBoundsTheWriteRate(t *testing.T) {
+	engine, err := causality.New(causality.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracker := watch.NewTracker(nil, 50000)
+	tracker.SetReady()
+	now := time.Unix(1764000000, 0)
+	rv := uint64(0)
+	event := func() {
+		rv++
+		tracker.Begin(fmt.Sprintf("%08x-0000-4000-8000-%012x", rv, rv), rv, now, 2, 1)()
+	}
+	for range 20000 { // repeaters: all kept, ≈ 360 KB
+		event()
+	}
+	store := &limitStore{limit: 1 << 20}
+	var mu sync.Mutex
+	clock := now
+	c := newCheckpointer(store, tracker, engine, &mu, slog.New(slog.DiscardHandler), nil)
+	c.now = func() time.Time { return clock }
+	if err := c.save(context.Background(), nil, false); err != nil || len(store.saved) != 1 {
+		t.Fatalf("first save: %v, %d saved", err, len(store.saved))
+	}
+	wait := time.Duration(float64(store.size) / maxWriteRate * float64(time.Second))
+	if wait < 5*time.Second {
+		t.Fatalf("a %d-byte checkpoint waits only %s: the test needs a larger one", store.size, wait)
+	}
+	event()
+	clock = clock.Add(wait - time.Second)
+	if err := c.save(context.Background(), nil, false); err != nil || len(store.saved) != 1 {
+		t.Errorf("saved again after %s of the %s a %d-byte checkpoint waits (%v)", wait-time.Second, wait, store.size, err)
+	}
+	clock = clock.Add(time.Second)
+	if err := c.save(context.Background(), nil, false); err != nil || len(store.saved) != 2 {
+		t.Errorf("not saved after the wait (%v)", err)
+	}
+	event()
+	if err := c.save(context.Background(), nil, true); err != nil || len(store.saved) != 3 {
+		t.Errorf("the final save waited (%v)", err)
 	}
 }

@@ -35,18 +35,19 @@ type statsCollector struct {
 	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit         *prometheus.Desc
 	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
 	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
-	cpWatermark, cpEvents, cpAge                                             *prometheus.Desc
+	cpWatermark, cpEvents, cpAge, cpBytes                                    *prometheus.Desc
 
 	cpMu    sync.Mutex
 	cpWM    uint64
 	cpN     int
+	cpSize  int
 	cpSaved time.Time
 }
 
 // setCheckpoint records the last saved checkpoint.
-func (c *statsCollector) setCheckpoint(wm uint64, n int, saved time.Time) {
+func (c *statsCollector) setCheckpoint(wm uint64, n, size int, saved time.Time) {
 	c.cpMu.Lock()
-	c.cpWM, c.cpN, c.cpSaved = wm, n, saved
+	c.cpWM, c.cpN, c.cpSize, c.cpSaved = wm, n, size, saved
 	c.cpMu.Unlock()
 }
 
@@ -90,6 +91,7 @@ func newStatsCollector() *statsCollector {
 		cpWatermark:    d("checkpoint_watermark", "resourceVersion up to which every Event update is acknowledged by every output."),
 		cpEvents:       d("checkpoint_events", "Events tracked individually in the checkpoint."),
 		cpAge:          d("checkpoint_age_seconds", "Seconds since the checkpoint was last written (its lag)."),
+		cpBytes:        d("checkpoint_bytes", "Size of the last checkpoint written (a ConfigMap holds 1 MiB; larger ones are written less often)."),
 	}
 }
 
@@ -150,6 +152,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.cpWatermark, float64(c.cpWM))
 		gauge(c.cpEvents, float64(c.cpN))
 		gauge(c.cpAge, time.Since(c.cpSaved).Seconds())
+		gauge(c.cpBytes, float64(c.cpSize))
 	}
 	c.cpMu.Unlock()
 }

@@ -425,7 +425,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	var cpr *checkpointer
 	if store != nil {
 		cpr = newCheckpointer(store, tracker, engine, &p.mu, log, func(cp *watch.Checkpoint) {
-			stats.setCheckpoint(cp.Watermark, len(cp.Done), cp.Saved)
+			stats.setCheckpoint(cp.Watermark, len(cp.Done), store.Size(), cp.Saved)
 		})
 	}
 	if store != nil {

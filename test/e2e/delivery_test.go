@@ -37,6 +37,15 @@ func restartMidStream(t *testing.T, stop func(*bridge, *otlpreceiver.Receiver)) 
 	s := startStream(ctx, shared.Client, ns, "ev", 100*time.Millisecond)
 	defer s.stop()
 	time.Sleep(3 * time.Second)
+	// The checkpoint's metrics: written (its size, well under a ConfigMap's
+	// 1 MiB) and recent.
+	maddr := first.metricsAddr(ctx)
+	if v, ok, err := metricValue(ctx, maddr, "kube_otel_bridge_checkpoint_bytes"); err != nil || !ok || v <= 0 || v > 1<<20 {
+		t.Errorf("kube_otel_bridge_checkpoint_bytes = %v (present %v, %v), want the size of a saved checkpoint", v, ok, err)
+	}
+	if v, ok, err := metricValue(ctx, maddr, "kube_otel_bridge_checkpoint_age_seconds"); err != nil || !ok || v > 5 {
+		t.Errorf("kube_otel_bridge_checkpoint_age_seconds = %v (present %v, %v), want a checkpoint of the last seconds", v, ok, err)
+	}
 
 	stop(first, rcv)
 	down := time.Now()
