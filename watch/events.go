@@ -512,6 +512,9 @@ type SourceStats struct {
 	// Lists counts the lists of Events (the first, and one after every
 	// watch that broke for good, e.g. 410 Gone), each page by page.
 	Lists uint64
+	// Tracked is how many Events the bridge keeps state for: those live in
+	// the API server (what memory grows with, see the README's sizing).
+	Tracked int
 }
 
 // Stats returns the counters.
@@ -519,6 +522,6 @@ func (s *EventSource) Stats() SourceStats {
 	return SourceStats{
 		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
 		Unresolved: s.stats.unresolved.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
-		Lists: s.stats.lists.Load(),
+		Lists: s.stats.lists.Load(), Tracked: s.dedup.Len(),
 	}
 }

@@ -32,6 +32,7 @@ type statsCollector struct {
 	objects func() int
 
 	received, occurrences, held, unresolved, watchErrors, eventLists, failed *prometheus.Desc
+	tracked                                                                  *prometheus.Desc
 	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit         *prometheus.Desc
 	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
 	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
@@ -71,6 +72,7 @@ func newStatsCollector() *statsCollector {
 		watchErrors:    d("watch_restarts_total", "Watch errors after which an informer re-listed or re-watched."),
 		eventLists:     d("events_lists_total", "Lists of Events, page by page: the first, and one after every watch that broke for good (e.g. 410 Gone)."),
 		failed:         d("occurrences_failed_total", "Occurrences an output refused (never expected)."),
+		tracked:        d("events_tracked", "Events the bridge keeps state for (those live in the API server): what its memory grows with."),
 		openEpisodes:   d("open_episodes", "Episodes (traces) open now."),
 		episodesOpened: d("episodes_opened_total", "Episodes opened."),
 		episodesClosed: d("episodes_closed_total", "Episodes closed, by reason.", "reason"),
@@ -113,6 +115,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.watchErrors, s.WatchErrors)
 			counter(c.eventLists, s.Lists)
 			counter(c.failed, s.Failed)
+			gauge(c.tracked, float64(s.Tracked))
 		}
 	}
 	if c.engine != nil {

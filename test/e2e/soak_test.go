@@ -182,6 +182,7 @@ func TestSoak(t *testing.T) {
 			}
 		}
 		s.Occurrences = m["kube_otel_bridge_occurrences_total"]
+		s.Tracked = m["kube_otel_bridge_events_tracked"]
 		tot := rcv.Totals()
 		s.Records, s.Spans = tot.Logs, tot.Spans
 		s.Created, s.Deleted, s.Rollouts = w.nCreated.Load(), w.nDeleted.Load(), w.nRollouts.Load()
@@ -524,18 +525,19 @@ type soakSample struct {
 	GoSys, Goroutines    float64
 	OpenEpisodes, Closed float64
 	Objects, Occurrences float64
+	Tracked              float64 // Events the bridge keeps state for
 	Records, Spans       int64
 	Created, Deleted     int64
 	Rollouts             int64
 }
 
-const soakHeader = "   t     RSS   anon   HWM   heap  alloc  gosys  gor  open  closed  objs   occurr   records    spans  created  deleted rolls"
+const soakHeader = "   t     RSS   anon   HWM   heap  alloc  gosys  gor  open  closed  objs  events   occurr   records    spans  created  deleted rolls"
 
 func (s soakSample) row() string {
 	mib := func(kb int) float64 { return float64(kb) / 1024 }
-	return fmt.Sprintf("%5.1fm %6.1f %6.1f %5.1f %6.1f %6.1f %6.1f %4.0f %5.0f %7.0f %5.0f %8.0f %9d %8d %8d %8d %5d",
+	return fmt.Sprintf("%5.1fm %6.1f %6.1f %5.1f %6.1f %6.1f %6.1f %4.0f %5.0f %7.0f %5.0f %7.0f %8.0f %9d %8d %8d %8d %5d",
 		s.At.Minutes(), mib(s.RSS), mib(s.Anon), mib(s.HWM), s.HeapInuse/(1<<20), s.HeapAlloc/(1<<20), s.GoSys/(1<<20),
-		s.Goroutines, s.OpenEpisodes, s.Closed, s.Objects, s.Occurrences, s.Records, s.Spans, s.Created, s.Deleted, s.Rollouts)
+		s.Goroutines, s.OpenEpisodes, s.Closed, s.Objects, s.Tracked, s.Occurrences, s.Records, s.Spans, s.Created, s.Deleted, s.Rollouts)
 }
 
 // soakThirds are the medians of one series in the second and last thirds.
