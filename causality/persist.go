@@ -293,20 +293,24 @@ func loadEpisode(s savedOpen) (*episode, error) {
 // process continues them (re-read occurrences add nothing twice). Episodes
 // past the budget are left out of the snapshot.
 func (e *Engine) SnapshotOpen(budget int) ([]byte, error) {
-	var saved []json.RawMessage
-	size := 0
+	// The array is joined by hand: json.Marshal of the raw episodes would
+	// scan and copy all of them again (every few seconds, under the
+	// pipeline's lock).
+	out := []byte{'['}
 	for _, ep := range e.byActivity() {
 		b, err := json.Marshal(ep.save())
 		if err != nil {
 			return nil, err
 		}
-		if size+len(b) > budget {
+		if len(out)+len(b) > budget {
 			break
 		}
-		size += len(b)
-		saved = append(saved, b)
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, b...)
 	}
-	return json.Marshal(saved)
+	return append(out, ']'), nil
 }
 
 // byActivity lists the open episodes, most recently active first.

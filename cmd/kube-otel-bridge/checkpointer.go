@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -100,9 +99,7 @@ func (c *checkpointer) save(ctx context.Context, open []byte, final bool) error 
 		if dropOpen {
 			saveOpen = nil
 		}
-		if cp.Extra, err = json.Marshal(engineState{Marks: marks, Open: saveOpen}); err != nil {
-			return err
-		}
+		cp.Extra = engineState{Marks: marks, Open: saveOpen}.appendJSON(nil)
 		err = c.store.Save(ctx, cp)
 		if errors.Is(err, watch.ErrCheckpointTooLarge) {
 			if c.fit.shrink() {

@@ -63,3 +63,21 @@ func TestRestoreEngineReadsBothMarkForms(t *testing.T) {
 		t.Error("bad marks restored without error")
 	}
 }
+
+// engineState's hand-made JSON is what json.Marshal makes of it.
+func TestEngineStateJSON(t *testing.T) {
+	for _, s := range []engineState{
+		{},
+		{Marks: json.RawMessage(`{"marks":[{"r":"Pod/a/b"}]}`)},
+		{Open: json.RawMessage(`[{"root":"x"},{"root":"y"}]`)},
+		{Marks: json.RawMessage(`{"forgot":5,"marks":[]}`), Open: json.RawMessage(`[]`)},
+	} {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("appendJSON = %s, json.Marshal = %s", got, want)
+		}
+	}
+}

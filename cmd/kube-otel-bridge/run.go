@@ -499,6 +499,25 @@ type engineState struct {
 	Open  json.RawMessage `json:"open,omitempty"`
 }
 
+// appendJSON appends what json.Marshal makes of s, without scanning and
+// copying its parts again (the engine made them valid JSON): ≈ 1 % of the
+// bridge's CPU under load did only that.
+func (s engineState) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if len(s.Marks) > 0 {
+		b = append(b, `"marks":`...)
+		b = append(b, s.Marks...)
+	}
+	if len(s.Open) > 0 {
+		if len(s.Marks) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"open":`...)
+		b = append(b, s.Open...)
+	}
+	return append(b, '}')
+}
+
 // restoreEngine loads the engine's part of a checkpoint and returns how many
 // open episodes continue.
 func restoreEngine(engine *causality.Engine, extra []byte) (int, error) {
