@@ -56,6 +56,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEventProto$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzWatchEventProto$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRecording$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzControllerParsers$$' -fuzztime $(FUZZTIME) ./causality/
 	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./causality/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./exporter/otlp/
 

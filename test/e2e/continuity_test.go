@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -14,14 +15,30 @@ import (
 // A graceful restart carries open episodes over: a crash-looping pod's
 // BackOff warnings before and after the restart are one trace, whose root
 // and object spans are exported once, with no orphan and no doubled span.
-func TestOpenEpisodeContinuesAcrossGracefulRestart(t *testing.T) { testContinuity(t, false) }
+func TestOpenEpisodeContinuesAcrossGracefulRestart(t *testing.T) { testContinuity(t, false, "") }
 
 // After kill -9 the periodic checkpoint's snapshot of the open episodes
 // carries them over: the trace continues and no span is left without its
 // parent (spans of the last batch may come twice: at-least-once).
-func TestOpenEpisodeContinuesAfterKill(t *testing.T) { testContinuity(t, true) }
+func TestOpenEpisodeContinuesAfterKill(t *testing.T) { testContinuity(t, true, "") }
 
-func testContinuity(t *testing.T, kill bool) {
+// An upgrade continues what an earlier release checkpointed (its format,
+// its engine state): E2E_UPGRADE_FROM_BIN names that release's binary,
+// which runs first; the binary under test takes over, after a graceful
+// stop and after kill -9. Skipped without it (CI builds only this one).
+func TestUpgradeContinuesTheCheckpoint(t *testing.T) {
+	from := os.Getenv("E2E_UPGRADE_FROM_BIN")
+	if from == "" {
+		t.Skip("E2E_UPGRADE_FROM_BIN (an earlier release's binary) not set")
+	}
+	t.Run("graceful", func(t *testing.T) { testContinuity(t, false, from) })
+	t.Run("kill", func(t *testing.T) { testContinuity(t, true, from) })
+}
+
+// testContinuity runs a crash-looping pod's episode through a bridge (the
+// binary firstBin, "" for the one under test), stops it and checks that the
+// bridge under test continues the same trace.
+func testContinuity(t *testing.T, kill bool, firstBin string) {
 	needCluster(t)
 	t.Parallel()
 	ctx := ctxFor(t, 2*time.Minute)
@@ -30,7 +47,7 @@ func testContinuity(t *testing.T, kill bool) {
 	recv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
 	args := deliveryArgs(state, "--episode-idle", "1m")
 
-	b1 := startBridge(t, recv.Addr(), bridgeOpts{Namespaces: ns, Args: args})
+	b1 := startBridge(t, recv.Addr(), bridgeOpts{Namespaces: ns, Args: args, Bin: firstBin})
 	p := createPod(ctx, t, ns, "crasher", map[string]string{cluster.AnnotationFailure: cluster.FailureCrashLoop, cluster.AnnotationRepeatInterval: "400ms"})
 	backoffs := func(recs []rec) []rec {
 		var out []rec

@@ -167,6 +167,9 @@ type bridgeOpts struct {
 	Args []string
 	// Env are extra environment variables (KEY=VALUE).
 	Env []string
+	// Bin, when set, is the binary to run instead of the one under test
+	// (e.g. an earlier release, for upgrades).
+	Bin string
 }
 
 // bridge is a running kube-otel-bridge process.
@@ -225,7 +228,11 @@ func launchBridge(t *testing.T, endpoint string, o bridgeOpts) *bridge {
 			}
 		}
 	}
-	cmd := exec.Command(bridgeBin, args...)
+	bin := bridgeBin
+	if o.Bin != "" {
+		bin = o.Bin
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(hermeticEnv(), o.Env...)
 	cmd.Stdout = b.out
 	cmd.Stderr = b.out
