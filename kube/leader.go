@@ -24,10 +24,12 @@ type LeaderConfig struct {
 	// jitter).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// ReleaseOnCancel: when Run's context ends, the leader empties the
-	// Lease so that a follower takes it at once.
+	// Lease (once OnStartedLeading returned) so that a follower takes it at
+	// once.
 	ReleaseOnCancel bool
 	// OnStartedLeading runs in its own goroutine when the Lease is won; its
-	// context ends when leadership is lost or Run's context ends.
+	// context ends when leadership is lost or Run's context ends. Run
+	// keeps (and renews) the Lease until it returned, then returns.
 	OnStartedLeading func(context.Context)
 	// OnStoppedLeading runs when Run returns (also if it never led).
 	OnStoppedLeading func()
@@ -90,16 +92,47 @@ func NewLeaderElector(c *Client, cfg LeaderConfig) (*LeaderElector, error) {
 }
 
 // Run campaigns until it wins the Lease or ctx ends; once leading it renews
-// the Lease until that fails or ctx ends, then returns.
+// the Lease until ctx ended and OnStartedLeading returned (or a renewal
+// failed), then (ReleaseOnCancel) releases it and returns.
+//
+// OnStartedLeading's context ends when ctx ends or a renewal fails, and the
+// leader's work usually goes on a little after that: on SIGTERM the bridge
+// flushes its open episodes and queued records and saves its last
+// checkpoint. The Lease stays held (and renewed) until that is done, so that
+// no follower starts on a checkpoint the leader is still writing, and Run
+// does not return before it (the process would exit in the middle of it).
+// After a failed renewal another candidate may lead already; the work is
+// stopped at once all the same, and waited for.
 func (le *LeaderElector) Run(ctx context.Context) {
 	defer le.cfg.OnStoppedLeading()
 	if !le.acquire(ctx) {
 		return // ctx ended
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go le.cfg.OnStartedLeading(ctx)
-	le.renew(ctx)
+	work, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		le.cfg.OnStartedLeading(work)
+	}()
+	// Renewals outlive ctx: they go on until ctx ended and the work
+	// finished (or until one fails).
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-renewCtx.Done():
+		}
+		<-finished
+		stopRenewing()
+	}()
+	le.renew(renewCtx, stopWork)
+	stopRenewing()
+	stopWork()
+	<-finished
+	if le.cfg.ReleaseOnCancel {
+		le.release()
+	}
 }
 
 func (le *LeaderElector) describe() string { return le.cfg.Namespace + "/" + le.cfg.Name }
@@ -122,9 +155,9 @@ func (le *LeaderElector) acquire(ctx context.Context) bool {
 	return succeeded
 }
 
-// renew renews every RetryPeriod; it returns when a renewal did not succeed
-// within RenewDeadline or ctx ends.
-func (le *LeaderElector) renew(ctx context.Context) {
+// renew renews every RetryPeriod; it returns when ctx ends, or calls lost
+// and returns when a renewal did not succeed within RenewDeadline.
+func (le *LeaderElector) renew(ctx context.Context, lost func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
@@ -135,15 +168,13 @@ func (le *LeaderElector) renew(ctx context.Context) {
 			return le.tryAcquireOrRenew(ctx), nil
 		})
 		le.maybeReportTransition()
-		if err == nil {
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		le.cfg.Logger.Info("failed to renew the leader Lease", "lease", le.describe(), "err", err)
+		lost()
 		cancel()
 	}, le.cfg.RetryPeriod)
-	if le.cfg.ReleaseOnCancel {
-		le.release()
-	}
 }
 
 // release empties the Lease if this candidate holds it.

@@ -85,12 +85,24 @@ type candidate struct {
 
 func startCandidate(t *testing.T, ctx context.Context, c *Client, id string) *candidate {
 	t.Helper()
+	return startCandidateWork(t, ctx, c, id, nil)
+}
+
+// startCandidateWork is startCandidate whose leader, once it leads, runs
+// work (if not nil) with OnStartedLeading's context.
+func startCandidateWork(t *testing.T, ctx context.Context, c *Client, id string, work func(context.Context)) *candidate {
+	t.Helper()
 	cd := &candidate{leading: make(chan struct{}), stopped: make(chan struct{})}
 	le, err := NewLeaderElector(c, LeaderConfig{
 		Namespace: "ns", Name: "lease", Identity: id,
 		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 50 * time.Millisecond,
-		ReleaseOnCancel:  true,
-		OnStartedLeading: func(context.Context) { close(cd.leading) },
+		ReleaseOnCancel: true,
+		OnStartedLeading: func(ctx context.Context) {
+			close(cd.leading)
+			if work != nil {
+				work(ctx)
+			}
+		},
 		OnStoppedLeading: func() {},
 		OnNewLeader: func(l string) {
 			cd.mu.Lock()
@@ -158,6 +170,56 @@ func TestLeaderElection(t *testing.T) {
 	defer b.mu.Unlock()
 	if len(b.leaders) < 2 || b.leaders[0] != "a" || b.leaders[len(b.leaders)-1] != "b" {
 		t.Errorf("b saw leaders %v, want a first and b last", b.leaders)
+	}
+}
+
+// A leader told to stop (SIGTERM) finishes its work first (the bridge
+// flushes and saves its last checkpoint): Run does not return, and the
+// Lease stays held and renewed, even past its duration, until the work
+// returned; only then is it released and a follower leads.
+func TestLeaderKeepsTheLeaseUntilItsWorkIsDone(t *testing.T) {
+	cfg, _ := leaseServer(t)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const flush = 3 * time.Second // longer than the 2s lease
+	var workDone time.Time
+	actx, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	a := startCandidateWork(t, actx, c, "a", func(ctx context.Context) {
+		<-ctx.Done()
+		time.Sleep(flush)
+		workDone = time.Now() // read after a.stopped: Run must wait for this
+	})
+	select {
+	case <-a.leading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not lead")
+	}
+	bctx, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	b := startCandidate(t, bctx, c, "b")
+	time.Sleep(200 * time.Millisecond)
+	cancelA()
+	select {
+	case <-b.leading:
+		t.Fatal("b leads while a still finishes its work")
+	case <-a.stopped:
+		t.Fatal("Run returned before the leader's work did")
+	case <-time.After(flush - 500*time.Millisecond):
+	}
+	<-a.stopped
+	if workDone.IsZero() {
+		t.Fatal("Run returned before the leader's work did")
+	}
+	select {
+	case <-b.leading:
+		if gap := time.Since(workDone); gap < 0 {
+			t.Errorf("b led before a's work was done")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("b did not take the released Lease within a second of a's work being done")
 	}
 }
 

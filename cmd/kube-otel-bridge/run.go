@@ -478,6 +478,8 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	}
 	if cerr := cpr.save(fctx, open, true); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoint: %w", cerr))
+	} else {
+		log.Info("final checkpoint saved", "configmap", o.stateNamespace+"/"+store.Name, "open_episodes_carried", len(open) > 0)
 	}
 	return err
 }
