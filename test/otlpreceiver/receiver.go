@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -129,6 +130,7 @@ type Receiver struct {
 	opts Options
 
 	lifeMu sync.Mutex // serializes Start and Stop
+	held   io.Closer  // the port, bound but not listening, while stopped
 	srv    *grpc.Server
 	served chan struct{} // closed when Serve of srv returned
 	addr   string
@@ -157,7 +159,7 @@ func NewStarted(t testing.TB, opts Options) *Receiver {
 	if err := r.Start(); err != nil {
 		t.Fatalf("otlpreceiver: %v", err)
 	}
-	t.Cleanup(r.Stop)
+	t.Cleanup(r.Close)
 	return r
 }
 
@@ -176,6 +178,10 @@ func (r *Receiver) Start() error {
 	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
+	}
+	if r.held != nil {
+		_ = r.held.Close()
+		r.held = nil
 	}
 	lis, err := listen(addr)
 	if err != nil {
@@ -227,6 +233,13 @@ func (r *Receiver) Addr() string {
 // Stop closes the listener and all connections at once, failing in-flight
 // requests, like a collector that crashed. Stored data is kept. Stop on a
 // stopped receiver does nothing.
+//
+// Until the next Start the port stays bound without listening (holdPort):
+// connections to it are refused, as by a host whose collector is down, but
+// no other listener can take the port meanwhile. Tests run in parallel,
+// each with receivers on ports the kernel picked; a port let go for an
+// outage was once given to another test's receiver, whose bridge then
+// exported into the wrong test, and this Start failed to bind.
 func (r *Receiver) Stop() {
 	r.lifeMu.Lock()
 	defer r.lifeMu.Unlock()
@@ -236,6 +249,20 @@ func (r *Receiver) Stop() {
 	r.srv.Stop()
 	<-r.served
 	r.srv, r.served = nil, nil
+	if h, err := holdPort(r.addr); err == nil {
+		r.held = h
+	}
+}
+
+// Close stops the receiver for good and lets its port go.
+func (r *Receiver) Close() {
+	r.Stop()
+	r.lifeMu.Lock()
+	defer r.lifeMu.Unlock()
+	if r.held != nil {
+		_ = r.held.Close()
+		r.held = nil
+	}
 }
 
 // Running reports whether the receiver is started.
