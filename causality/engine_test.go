@@ -860,3 +860,29 @@ func TestNodeLinkDeterministic(t *testing.T) {
 		d.flush()
 	}
 }
+
+// The engine keeps the span of a controller event until its episode closes,
+// long after the occurrence's outputs acked it; by then the watch source
+// may have reused the occurrence's memory for another one (watch.Handler).
+// The kept span must not see that.
+func TestCauseSpanOutlivesItsOccurrence(t *testing.T) {
+	d := newDriver(t, Config{})
+	o := occ("ev-rs", 1, "SuccessfulCreate", "Created pod: web-1-a", at(0), rs, dep)
+	chain := o.Chain // the source's room for the chain is reused too
+	d.observe(o)
+	// The source reuses both for an unrelated occurrence.
+	*o = *occ("ev-other", 7, "Pulled", "overwritten", at(time.Second), podB, rs, dep)
+	chain[0], chain[1] = podB, podB
+	d.observe(occ("ev-sched", 1, "Scheduled", "Successfully assigned ns/web-1-a to node-1", at(2*time.Second), podA, rs, dep))
+	ss := d.flush()
+	sc := ss.event(t, "ev-rs", 1)
+	if sc.Event == nil {
+		t.Fatal("cause span has no occurrence")
+	}
+	if got := sc.Event; got.EventUID != "ev-rs" || got.Count != 1 || got.Note != "Created pod: web-1-a" || len(got.Chain) != 2 || got.Chain[0] != rs || got.Chain[1] != dep {
+		t.Errorf("cause span's occurrence changed with the source's memory: %+v", got)
+	}
+	if got := ss.path(ss.event(t, "ev-sched", 1)); !strings.Contains(got, "ReplicaSet.SuccessfulCreate > Pod web-1-a") {
+		t.Errorf("Scheduled path %s", got)
+	}
+}

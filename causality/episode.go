@@ -1,6 +1,7 @@
 package causality
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -239,11 +240,24 @@ func (ep *episode) add(e *Engine, in Input) (Span, bool) {
 			return !again
 		})
 		if !again {
-			ep.addCause(id, cause{span: sp, target: target, obj: obj.key})
+			// Kept until the episode closes, long after the occurrence's
+			// outputs acked it, when the source may reuse its memory
+			// (watch.Handler): the span keeps a copy.
+			kept := sp
+			kept.Event = detachOccurrence(o)
+			ep.addCause(id, cause{span: kept, target: target, obj: obj.key})
 		}
 		return sp, true
 	}
 	return sp, false
+}
+
+// detachOccurrence copies o with its owner chain, for a span kept past the
+// occurrence's own life.
+func detachOccurrence(o *convert.Occurrence) *convert.Occurrence {
+	c := *o
+	c.Chain = slices.Clone(o.Chain) // Related is an allocation of its own
+	return &c
 }
 
 // hasOtherRun reports whether the episode of a CronJob holds a Job other

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -740,5 +741,86 @@ func TestEventSourceDeleteTombstone(t *testing.T) {
 	}
 	if src.dedup.Len() != 1 {
 		t.Errorf("dedup tracks %d, want only the kept event", src.dedup.Len())
+	}
+}
+
+// The delivery of an update with one occurrence is reused once the
+// handler's done callback ran (Handler), never before: an occurrence whose
+// done never ran stays as it was handed over, and done still reaches the
+// tracker.
+func TestEventSourceRecyclesDeliveries(t *testing.T) {
+	type kept struct {
+		o    *convert.Occurrence
+		snap convert.Occurrence
+	}
+	var (
+		mu      sync.Mutex
+		held    []kept                           // done never called
+		doneAt  = map[*convert.Occurrence]bool{} // addresses whose done ran
+		reused  int
+		handled int
+	)
+	handler := func(ctx context.Context, _ *eventsv1.Event, o *convert.Occurrence) error {
+		mu.Lock()
+		defer mu.Unlock()
+		handled++
+		if doneAt[o] {
+			reused++
+			delete(doneAt, o)
+		}
+		if o.EventUID == "marker" || !strings.HasPrefix(o.EventUID, "keep-") {
+			doneAt[o] = true
+			DoneFromContext(ctx)()
+			return nil
+		}
+		snap := *o
+		snap.Chain = slices.Clone(o.Chain)
+		held = append(held, kept{o: o, snap: snap})
+		return nil
+	}
+	client := fake.NewClientset()
+	tracker := NewTracker(nil, 0)
+	src, err := NewEventSource(eventClient(client), newTestCache(t, CacheOptions{}), handler,
+		SourceOptions{API: "events.k8s.io/v1", Now: newFakeClock(testT0).Now, Tracker: tracker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, src)
+	const n = 40
+	for i := range n {
+		uid := fmt.Sprintf("ack-%d", i)
+		if i%4 == 0 {
+			uid = fmt.Sprintf("keep-%d", i)
+		}
+		createEvent(t, client, widgetEvent("demo", uid, 1, testT0))
+		// One at a time, so that the spare deliveries are there to reuse.
+		waitFor(t, 5*time.Second, uid, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return handled == i+1
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if reused == 0 {
+		t.Errorf("no delivery was reused after its done ran (%d handled)", handled)
+	}
+	for _, k := range held {
+		if !reflect.DeepEqual(*k.o, k.snap) {
+			t.Errorf("occurrence %s changed after it was handed over, though its done never ran:\n got %+v\nwant %+v", k.snap.EventUID, *k.o, k.snap)
+		}
+	}
+	if len(held) != n/4 {
+		t.Errorf("%d occurrences kept, want %d", len(held), n/4)
+	}
+	cp, _ := tracker.Snapshot(testT0)
+	for i := range n {
+		uid, want := fmt.Sprintf("ack-%d", i), int32(1)
+		if i%4 == 0 {
+			uid, want = fmt.Sprintf("keep-%d", i), 0
+		}
+		if got := cp.Done[uid]; got != want {
+			t.Errorf("tracker: %s done count %d, want %d", uid, got, want)
+		}
 	}
 }
