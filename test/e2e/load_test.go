@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +56,14 @@ import (
 // KOB_LOAD_GOGC=N change that (0: the runtime's default). KOB_LOAD_ENV adds
 // environment variables for the bridge (space-separated NAME=VALUE, e.g.
 // DISABLE_HTTP2=1, which client-go's transport honours).
+//
+// KOB_LOAD_PAIR_BIN=PATH runs a second bridge, that binary, beside the
+// first on the same Events (same flags and environment, its own receiver
+// and checkpoint), and reports both one's CPU per 10,000 events and their
+// ratio (KOB_LOAD_PAIR line). Runs one after the other differ by ±20–30 %
+// on a shared VM, mostly with the API server's rate, which moves with the
+// machine's speed; side by side both builds see the same Events at the same
+// rate on the same machine, so the ratio compares builds far better.
 func TestLoad(t *testing.T) {
 	if os.Getenv("KOB_LOAD") != "1" {
 		t.Skip("load test: set KOB_LOAD=1 (and -run TestLoad) to run it")
@@ -103,6 +112,21 @@ func TestLoad(t *testing.T) {
 	}
 	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: extra, Env: env})
 	pid := b.cmd.Process.Pid
+	var (
+		pair    *bridge
+		pairRcv *otlpreceiver.Receiver
+	)
+	if bin := os.Getenv("KOB_LOAD_PAIR_BIN"); bin != "" {
+		pairRcv = otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+		pairArgs := slices.Clone(extra)
+		if checkpoint {
+			// Its own checkpoint, in a namespace of its own.
+			pairArgs = slices.DeleteFunc(pairArgs, func(a string) bool { return a == "--state-namespace" || a == ns })
+			pairArgs = append(pairArgs, "--state-namespace", shared.NewNamespace(t))
+		}
+		pair = startBridge(t, pairRcv.Addr(), bridgeOpts{Namespaces: ns, Args: pairArgs, Env: env, Bin: bin})
+		t.Logf("pair: %s beside %s", bin, bridgeBin)
+	}
 	// Let the start-up settle (caches synced, first exports done), then
 	// see what the bridge costs with no events at all (timers,
 	// keepalives): every wake-up is a context switch.
@@ -114,6 +138,10 @@ func TestLoad(t *testing.T) {
 	t.Logf("bridge at idle: %.2f ms CPU and %.0f context switches per second",
 		idleCPU.Seconds()*1000/idleFor.Seconds(), float64(idleSw)/idleFor.Seconds())
 	cpu0, sw0 := loadCPUSeconds(t, pid), loadCtxSwitches(t, pid)
+	var pairCPU0 float64
+	if pair != nil {
+		pairCPU0 = loadCPUSeconds(t, pair.cmd.Process.Pid)
+	}
 	rss0 := loadStatusKB(t, pid, "VmRSS")
 	idleAnon, idleFile, idleHWM := loadStatusKB(t, pid, "RssAnon"), loadStatusKB(t, pid, "RssFile"), loadStatusKB(t, pid, "VmHWM")
 	t.Logf("bridge memory at idle (synced, before the load): RSS %.1f MiB (anonymous %.1f MiB, file-backed %.1f MiB), VmHWM %.1f MiB",
@@ -210,7 +238,16 @@ func TestLoad(t *testing.T) {
 				got++
 			}
 		}
-		if got >= n {
+		pairGot := n
+		if pairRcv != nil {
+			pairGot = 0
+			for _, r := range pairRcv.Logs() {
+				if ours(r) {
+					pairGot++
+				}
+			}
+		}
+		if got >= n && pairGot >= n {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -220,6 +257,10 @@ func TestLoad(t *testing.T) {
 	// Give late duplicates a moment to show up.
 	time.Sleep(2 * time.Second)
 	cpu1, sw1 := loadCPUSeconds(t, pid), loadCtxSwitches(t, pid)
+	var pairCPU1 float64
+	if pair != nil {
+		pairCPU1 = loadCPUSeconds(t, pair.cmd.Process.Pid)
+	}
 	hwm := loadStatusKB(t, pid, "VmHWM")
 	rss1 := loadStatusKB(t, pid, "VmRSS")
 	rssAnon, rssFile := loadStatusKB(t, pid, "RssAnon"), loadStatusKB(t, pid, "RssFile")
@@ -312,6 +353,30 @@ func TestLoad(t *testing.T) {
 		float64(sw1-sw0)/float64(n), float64(idleSw)/idleFor.Seconds(), float64(hwm)/1024, missing, dups)
 	if missing > 0 || dups > 0 {
 		t.Errorf("%d events missing and %d duplicated, want all %d exactly once", missing, dups, n)
+	}
+	if pair != nil {
+		pairSeen := make([]int, n)
+		for _, r := range pairRcv.Logs() {
+			if i, ok := index[attr(r, "k8s.event.uid")]; ok {
+				pairSeen[i]++
+			}
+		}
+		pairMissing, pairDups := 0, 0
+		for _, c := range pairSeen {
+			switch {
+			case c == 0:
+				pairMissing++
+			case c > 1:
+				pairDups += c - 1
+			}
+		}
+		pairCPU := pairCPU1 - pairCPU0
+		pairHWM := loadStatusKB(t, pair.cmd.Process.Pid, "VmHWM")
+		t.Logf("KOB_LOAD_PAIR api_rate=%.0f cpu_s_per_10k=%.3f pair_cpu_s_per_10k=%.3f pair_over_main=%.3f peak_rss_mib=%.1f pair_peak_rss_mib=%.1f pair_missing=%d pair_dups=%d",
+			apiRate, cpu/float64(n)*10000, pairCPU/float64(n)*10000, pairCPU/cpu, float64(hwm)/1024, float64(pairHWM)/1024, pairMissing, pairDups)
+		if pairMissing > 0 || pairDups > 0 {
+			t.Errorf("pair: %d events missing and %d duplicated, want all %d exactly once", pairMissing, pairDups, n)
+		}
 	}
 }
 
