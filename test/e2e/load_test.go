@@ -58,9 +58,9 @@ import (
 // DISABLE_HTTP2=1, which client-go's transport honours).
 //
 // KOB_LOAD_PAIR_BIN=PATH runs a second bridge, that binary, beside the
-// first on the same Events (same flags and environment, its own receiver
-// and checkpoint), and reports both one's CPU per 10,000 events and their
-// ratio (KOB_LOAD_PAIR line). Runs one after the other differ by ±20–30 %
+// first on the same Events (same flags and environment plus
+// KOB_LOAD_PAIR_ENV, its own receiver and checkpoint), and reports both
+// one's CPU per 10,000 events and their ratio (KOB_LOAD_PAIR line). Runs one after the other differ by ±20–30 %
 // on a shared VM, mostly with the API server's rate, which moves with the
 // machine's speed; side by side both builds see the same Events at the same
 // rate on the same machine, so the ratio compares builds far better.
@@ -124,7 +124,14 @@ func TestLoad(t *testing.T) {
 			pairArgs = slices.DeleteFunc(pairArgs, func(a string) bool { return a == "--state-namespace" || a == ns })
 			pairArgs = append(pairArgs, "--state-namespace", shared.NewNamespace(t))
 		}
-		pair = startBridge(t, pairRcv.Addr(), bridgeOpts{Namespaces: ns, Args: pairArgs, Env: env, Bin: bin})
+		pairEnv := slices.Clone(env)
+		for _, kv := range strings.Fields(os.Getenv("KOB_LOAD_PAIR_ENV")) {
+			if !strings.Contains(kv, "=") {
+				t.Fatalf("KOB_LOAD_PAIR_ENV: %q is not NAME=VALUE", kv)
+			}
+			pairEnv = append(pairEnv, kv)
+		}
+		pair = startBridge(t, pairRcv.Addr(), bridgeOpts{Namespaces: ns, Args: pairArgs, Env: pairEnv, Bin: bin})
 		t.Logf("pair: %s beside %s", bin, bridgeBin)
 	}
 	// Let the start-up settle (caches synced, first exports done), then
