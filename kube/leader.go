@@ -28,8 +28,9 @@ type LeaderConfig struct {
 	// once.
 	ReleaseOnCancel bool
 	// OnStartedLeading runs in its own goroutine when the Lease is won; its
-	// context ends when leadership is lost or Run's context ends. Run
-	// keeps (and renews) the Lease until it returned, then returns.
+	// context ends when leadership is lost (its cause is then ErrLeaseLost)
+	// or Run's context ends. Run keeps (and renews) the Lease until it
+	// returned, then returns.
 	OnStartedLeading func(context.Context)
 	// OnStoppedLeading runs when Run returns (also if it never led).
 	OnStoppedLeading func()
@@ -38,6 +39,11 @@ type LeaderConfig struct {
 	OnNewLeader func(identity string)
 	Logger      *slog.Logger
 }
+
+// ErrLeaseLost is the cause (context.Cause) of the end of OnStartedLeading's
+// context when a renewal failed: another candidate may lead already, so the
+// work should stop without writing shared state one last time.
+var ErrLeaseLost = errors.New("leader Lease lost")
 
 // jitterFactor spreads the candidates' retries (client-go's value).
 const jitterFactor = 1.2
@@ -108,8 +114,8 @@ func (le *LeaderElector) Run(ctx context.Context) {
 	if !le.acquire(ctx) {
 		return // ctx ended
 	}
-	work, stopWork := context.WithCancel(ctx)
-	defer stopWork()
+	work, stopWork := context.WithCancelCause(ctx)
+	defer stopWork(nil)
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -126,9 +132,9 @@ func (le *LeaderElector) Run(ctx context.Context) {
 		<-finished
 		stopRenewing()
 	}()
-	le.renew(renewCtx, stopWork)
+	le.renew(renewCtx, func() { stopWork(ErrLeaseLost) })
 	stopRenewing()
-	stopWork()
+	stopWork(nil)
 	<-finished
 	if le.cfg.ReleaseOnCancel {
 		le.release()

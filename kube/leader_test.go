@@ -3,10 +3,12 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,15 @@ import (
 // server's optimistic concurrency (resourceVersion) on updates.
 func leaseServer(t *testing.T) (*rest.Config, func(name string) *coordinationv1.Lease) {
 	t.Helper()
+	cfg, get, _ := leaseServerFailing(t)
+	return cfg, get
+}
+
+// leaseServerFailing is leaseServer with a switch that makes it answer
+// every request with 500 (an API server that is down for the leader).
+func leaseServerFailing(t *testing.T) (*rest.Config, func(name string) *coordinationv1.Lease, *atomic.Bool) {
+	t.Helper()
+	var failing atomic.Bool
 	var mu sync.Mutex
 	leases := map[string]*coordinationv1.Lease{}
 	rv := 0
@@ -30,6 +41,10 @@ func leaseServer(t *testing.T) (*rest.Config, func(name string) *coordinationv1.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
+		if failing.Load() {
+			status(w, 500, metav1.StatusReasonInternalError)
+			return
+		}
 		const prefix = "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
 		var l coordinationv1.Lease
 		switch r.Method {
@@ -72,7 +87,7 @@ func leaseServer(t *testing.T) (*rest.Config, func(name string) *coordinationv1.
 			return l.DeepCopy()
 		}
 		return nil
-	}
+	}, &failing
 }
 
 type candidate struct {
@@ -221,6 +236,60 @@ func TestLeaderKeepsTheLeaseUntilItsWorkIsDone(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("b did not take the released Lease within a second of a's work being done")
 	}
+}
+
+// A leader whose renewals fail stops its work at once, and the work can
+// tell (ErrLeaseLost) from a stop it was asked for: the bridge then saves
+// no final checkpoint over the next leader's.
+func TestLeaderLostLeaseHasItsCause(t *testing.T) {
+	cfg, _, failing := leaseServerFailing(t)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes := make(chan error, 1)
+	a := startCandidateWork(t, context.Background(), c, "a", func(ctx context.Context) {
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+	})
+	select {
+	case <-a.leading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not lead")
+	}
+	failing.Store(true)
+	select {
+	case cause := <-causes:
+		if !errors.Is(cause, ErrLeaseLost) {
+			t.Errorf("work stopped with cause %v, want ErrLeaseLost", cause)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the work did not stop after renewals failed for the renew deadline (1s)")
+	}
+	select {
+	case <-a.stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after the Lease was lost")
+	}
+
+	// Asked to stop: the cause is the context's own.
+	failing.Store(false)
+	time.Sleep(2100 * time.Millisecond) // a's Lease expires (2s)
+	bctx, cancelB := context.WithCancel(context.Background())
+	b := startCandidateWork(t, bctx, c, "b", func(ctx context.Context) {
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+	})
+	select {
+	case <-b.leading:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b did not lead")
+	}
+	cancelB()
+	if cause := <-causes; !errors.Is(cause, context.Canceled) {
+		t.Errorf("work stopped with cause %v, want context.Canceled", cause)
+	}
+	<-b.stopped
 }
 
 func TestLeaderConfigChecked(t *testing.T) {

@@ -476,6 +476,12 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	if cpr == nil {
 		return err
 	}
+	if errors.Is(context.Cause(ctx), kube.ErrLeaseLost) {
+		// Another replica may lead and save already: a last save here
+		// would overwrite its newer checkpoint with this one's.
+		log.Warn("not saving a final checkpoint: the leader Lease was lost")
+		return err
+	}
 	if cerr := cpr.save(fctx, open, true); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoint: %w", cerr))
 	} else {

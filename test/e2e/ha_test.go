@@ -197,3 +197,54 @@ func TestDeliveryLeaderHandover(t *testing.T) {
 		t.Errorf("%d occurrences doubled across a graceful handover, want none", d.Duplicates)
 	}
 }
+
+// A leader that loses its Lease (here: another holder takes it over) stops
+// at once and exits with an error to restart as a follower, without a last
+// checkpoint save: the new leader may be saving its own already.
+func TestLeaderLostLeaseSavesNoFinalCheckpoint(t *testing.T) {
+	needCluster(t)
+	t.Parallel()
+	ctx := ctxFor(t, 2*time.Minute)
+	ns := shared.NewNamespace(t)
+	state := shared.NewNamespace(t)
+	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	const lease = "e2e-lost"
+	a := launchBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: deliveryArgs(state, "--leader-elect", "--lease-name", lease)})
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := a.waitLog(wctx, "watching events"); err != nil {
+		t.Fatalf("leader: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a few checkpoint saves (every 500ms)
+	// Another holder takes the Lease (as a replica would after a network
+	// partition left this one unable to renew).
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := shared.Client.CoordinationV1().Leases(state).Get(ctx, lease, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		thief, dur, now := "thief", int32(60), metav1.NowMicro()
+		l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.AcquireTime, l.Spec.RenewTime = &thief, &dur, &now, &now
+		_, err = shared.Client.CoordinationV1().Leases(state).Update(ctx, l, metav1.UpdateOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("taking the Lease: %v", err)
+	}
+	// RenewDeadline is 10s; then the shutdown.
+	select {
+	case <-a.done:
+	case <-time.After(45 * time.Second):
+		t.Fatal("the leader did not exit after losing its Lease")
+	}
+	code := a.Stop()
+	out := a.out.String()
+	if code == 0 {
+		t.Errorf("exit code 0 after losing the Lease, want an error (restart as a follower)")
+	}
+	if !strings.Contains(out, "lost the leader Lease") {
+		t.Errorf("no \"lost the leader Lease\" error in the output")
+	}
+	if !strings.Contains(out, `msg="not saving a final checkpoint: the leader Lease was lost"`) || strings.Contains(out, `msg="final checkpoint saved"`) {
+		t.Errorf("the leader saved a final checkpoint after losing its Lease")
+	}
+}
