@@ -358,8 +358,12 @@ func (d *delivery) done() {
 // Run processes events until ctx ends: dedup, convert, resolve owners, hand
 // to the handler. It returns when ctx is done.
 func (s *EventSource) Run(ctx context.Context) {
-	tick := time.NewTicker(100 * time.Millisecond)
+	// The retry ticker runs only while occurrences are held: at idle it
+	// was a third of the process's wake-ups.
+	tick := time.NewTicker(retryEvery)
+	tick.Stop()
 	defer tick.Stop()
+	ticking := false
 	var held []pending
 	for {
 		select {
@@ -367,13 +371,23 @@ func (s *EventSource) Run(ctx context.Context) {
 			return
 		case ob := <-s.queue:
 			held = s.process(ctx, ob, held)
-			s.stats.held.Store(int64(len(held)))
 		case <-tick.C:
 			held = s.retry(ctx, held, false)
-			s.stats.held.Store(int64(len(held)))
+		}
+		s.stats.held.Store(int64(len(held)))
+		switch {
+		case len(held) > 0 && !ticking:
+			tick.Reset(retryEvery)
+			ticking = true
+		case len(held) == 0 && ticking:
+			tick.Stop()
+			ticking = false
 		}
 	}
 }
+
+// retryEvery is how often held occurrences look for their owner again.
+const retryEvery = 100 * time.Millisecond
 
 func (s *EventSource) process(ctx context.Context, ob observed, held []pending) []pending {
 	if ob.synced {
