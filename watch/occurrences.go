@@ -40,7 +40,11 @@ type eventState struct {
 }
 
 // NewDedup returns an empty Dedup.
-func NewDedup() *Dedup { return &Dedup{} }
+func NewDedup() *Dedup {
+	d := &Dedup{}
+	d.events.shrinks = true
+	return d
+}
 
 // Next records that the Event uid now has count and returns the range of
 // counts not emitted before (from..to inclusive); from > to when none.

@@ -16,7 +16,19 @@ import (
 type uidTable[V any] struct {
 	ids  map[uuid]V
 	text map[string]textEntry[V]
+	// shrinks: a Go map never gives back the room it grew to, so after a
+	// burst of Events (an incident, a relist) ids is made again once it is
+	// down to a quarter of its peak, the most entries it held since it was
+	// made (see removeRef). Only for tables that follow the live Events
+	// (dedup's): the tracker's fills and empties between two saves, and
+	// making it again each time would cost its growth every time.
+	shrinks bool
+	peak    int
 }
+
+// shrinkMin is the peak below which ids is never made again: small maps
+// are not worth the copy.
+const shrinkMin = 4096
 
 // textEntry holds its key so that an update can assign with the table's
 // own string: a Go map assignment stores the key it is given.
@@ -69,6 +81,7 @@ func (t *uidTable[V]) setRef(r uidRef, v V) {
 			t.ids = map[uuid]V{}
 		}
 		t.ids[r.id] = v
+		t.peak = max(t.peak, len(t.ids))
 		return
 	}
 	if t.text == nil {
@@ -89,6 +102,9 @@ func (t *uidTable[V]) removeRef(r uidRef) bool {
 	if !r.isText {
 		if _, ok := t.ids[r.id]; ok {
 			delete(t.ids, r.id)
+			if t.shrinks && t.peak >= shrinkMin && len(t.ids) < t.peak/4 {
+				t.shrink()
+			}
 			return true
 		}
 		return false
@@ -98,6 +114,18 @@ func (t *uidTable[V]) removeRef(r uidRef) bool {
 		return true
 	}
 	return false
+}
+
+// shrink makes ids again at its present size (amortized: it copies the
+// entries left after three quarters of the peak were removed). A loop
+// over all that removes the entry it is at goes on over the old map,
+// yielding each entry once as before.
+func (t *uidTable[V]) shrink() {
+	m := make(map[uuid]V, len(t.ids))
+	for id, v := range t.ids {
+		m[id] = v
+	}
+	t.ids, t.peak = m, len(m)
 }
 
 // len is the number of entries.

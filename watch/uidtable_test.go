@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -105,5 +106,77 @@ func TestDedupTextResourceVersions(t *testing.T) {
 		if d.events.len() != 0 || d.rvText.len() != 0 || d.gone != 0 {
 			t.Errorf("%s: forgotten Event left %d entries, %d text resourceVersions, %d gone", uid, d.events.len(), d.rvText.len(), d.gone)
 		}
+	}
+}
+
+// A Go map never gives back the room it grew to: after a burst the table
+// is made again, holding what is left, once it is down to a quarter of its
+// peak, also while a loop over all removes entries.
+func TestUIDTableShrinksAfterABurst(t *testing.T) {
+	uid := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	tab := uidTable[int32]{shrinks: true}
+	const burst, left = 100_000, 1_000
+	before := heap()
+	for i := range burst {
+		tab.set(uid(i), int32(i))
+	}
+	grown := heap()
+	for i := left; i < burst; i++ {
+		if !tab.remove(uid(i)) {
+			t.Fatalf("entry %d missing", i)
+		}
+	}
+	if tab.peak >= shrinkMin && tab.len() < tab.peak/4 {
+		t.Errorf("%d entries left of a peak of %d: not made again", tab.len(), tab.peak)
+	}
+	after := heap()
+	t.Logf("heap in use: %.1f MiB before, %.1f MiB with %d entries, %.1f MiB with %d left",
+		float64(before)/(1<<20), float64(grown)/(1<<20), burst, float64(after)/(1<<20), tab.len())
+	if grown > before && after > before+(grown-before)/4 {
+		t.Errorf("the table kept %.1f of the %.1f MiB it grew to, for %d of %d entries",
+			float64(after-before)/(1<<20), float64(grown-before)/(1<<20), tab.len(), burst)
+	}
+	for i := range left {
+		if v, ok := tab.get(uid(i)); !ok || v != int32(i) {
+			t.Fatalf("entry %d: %d, %v after the shrink", i, v, ok)
+		}
+	}
+
+	// Removing every entry during a loop over all (as the tracker's
+	// pruning does) sees each entry once.
+	for i := range burst {
+		tab.set(uid(i), int32(i))
+	}
+	seen := map[uidRef]bool{}
+	for r := range tab.all() {
+		if seen[r] {
+			t.Fatalf("%v yielded twice", r)
+		}
+		seen[r] = true
+		tab.removeRef(r)
+	}
+	if len(seen) != burst || tab.len() != 0 {
+		t.Errorf("loop saw %d of %d entries; %d left", len(seen), burst, tab.len())
+	}
+}
+
+// Dedup's table of the live Events is one that shrinks.
+func TestDedupTableShrinks(t *testing.T) {
+	d := NewDedup()
+	uid := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
+	for i := range 2 * shrinkMin {
+		d.Next(uid(i), 1)
+	}
+	for i := 100; i < 2*shrinkMin; i++ {
+		d.Forget(uid(i))
+	}
+	if d.Len() != 100 || d.events.peak != 100 {
+		t.Errorf("%d Events left, table peak %d: want 100 and the table made again at 100", d.Len(), d.events.peak)
 	}
 }
