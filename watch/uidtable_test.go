@@ -176,7 +176,9 @@ func TestDedupTableShrinks(t *testing.T) {
 	for i := 100; i < 2*shrinkMin; i++ {
 		d.Forget(uid(i))
 	}
-	if d.Len() != 100 || d.events.peak != 100 {
-		t.Errorf("%d Events left, table peak %d: want 100 and the table made again at 100", d.Len(), d.events.peak)
+	// Made again when it fell below a quarter of its peak (2,048); below
+	// shrinkMin it is left as it is.
+	if d.Len() != 100 || d.events.peak >= shrinkMin {
+		t.Errorf("%d Events left, table peak %d: want 100, and the table made again below %d", d.Len(), d.events.peak, shrinkMin)
 	}
 }
