@@ -308,15 +308,7 @@ func TestLoad(t *testing.T) {
 		watchLags = append(watchLags, observed.Sub(created[i]))
 		exportLags = append(exportLags, recvAt[k].Sub(observed))
 	}
-	missing, dups := 0, 0
-	for _, c := range seen {
-		switch {
-		case c == 0:
-			missing++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	missing, dups := loadTally(seen)
 	spans := 0
 	for _, s := range rcv.Spans() {
 		if v, _ := s.Attr("k8s.event.reason"); v == "LoadTest" {
@@ -368,15 +360,7 @@ func TestLoad(t *testing.T) {
 				pairSeen[i]++
 			}
 		}
-		pairMissing, pairDups := 0, 0
-		for _, c := range pairSeen {
-			switch {
-			case c == 0:
-				pairMissing++
-			case c > 1:
-				pairDups += c - 1
-			}
-		}
+		pairMissing, pairDups := loadTally(pairSeen)
 		pairCPU := pairCPU1 - pairCPU0
 		pairHWM := loadStatusKB(t, pair.cmd.Process.Pid, "VmHWM")
 		t.Logf("KOB_LOAD_PAIR api_rate=%.0f cpu_s_per_10k=%.3f pair_cpu_s_per_10k=%.3f pair_over_main=%.3f peak_rss_mib=%.1f pair_peak_rss_mib=%.1f pair_missing=%d pair_dups=%d",
@@ -385,6 +369,20 @@ func TestLoad(t *testing.T) {
 			t.Errorf("pair: %d events missing and %d duplicated, want all %d exactly once", pairMissing, pairDups, n)
 		}
 	}
+}
+
+// loadTally counts the events never received and the extra receipts, from
+// how often each was received.
+func loadTally(seen []int) (missing, dups int) {
+	for _, c := range seen {
+		switch {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return missing, dups
 }
 
 func loadMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
