@@ -16,6 +16,44 @@ import (
 
 var leaderIdentityRE = regexp.MustCompile(`msg="became leader" lease=\S+ identity=(\S+)`)
 
+// haSetup is what the leader-election tests share: a namespace of Events,
+// one for the checkpoint and the Lease, a receiver, and the options of
+// every replica.
+type haSetup struct {
+	ctx       context.Context
+	ns, state string
+	rcv       *otlpreceiver.Receiver
+	opts      bridgeOpts
+}
+
+// newHA marks the test parallel and sets up replicas sharing lease.
+func newHA(t *testing.T, lease string) haSetup {
+	t.Helper()
+	needCluster(t)
+	t.Parallel()
+	h := haSetup{ctx: ctxFor(t, 2*time.Minute), ns: shared.NewNamespace(t), state: shared.NewNamespace(t),
+		rcv: otlpreceiver.NewStarted(t, otlpreceiver.Options{})}
+	h.opts = bridgeOpts{Namespaces: h.ns, Args: deliveryArgs(h.state, "--leader-elect", "--lease-name", lease)}
+	return h
+}
+
+// leader launches a replica and waits until it leads (it watches Events).
+func (h haSetup) leader(t *testing.T) *bridge { return h.launch(t, "watching events") }
+
+// follower launches a replica and waits until it follows the leader.
+func (h haSetup) follower(t *testing.T) *bridge { return h.launch(t, "following") }
+
+func (h haSetup) launch(t *testing.T, until string) *bridge {
+	t.Helper()
+	b := launchBridge(t, h.rcv.Addr(), h.opts)
+	ctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
+	defer cancel()
+	if err := b.waitLog(ctx, until); err != nil {
+		t.Fatalf("replica (%q): %v", until, err)
+	}
+	return b
+}
+
 // waitReadyz waits until /readyz of the bridge answers 200.
 func waitReadyz(ctx context.Context, t *testing.T, name, addr string) {
 	t.Helper()
@@ -39,30 +77,16 @@ func waitReadyz(ctx context.Context, t *testing.T, name, addr string) {
 // leader is killed (-9) the follower takes over within the lease duration
 // and resumes from the checkpoint, losing nothing.
 func TestDeliveryLeaderFailover(t *testing.T) {
-	needCluster(t)
-	t.Parallel()
-	ctx := ctxFor(t, 2*time.Minute)
-	ns := shared.NewNamespace(t)
-	state := shared.NewNamespace(t)
-	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
 	const lease = "e2e-ha"
-	opts := bridgeOpts{Namespaces: ns, Args: deliveryArgs(state, "--leader-elect", "--lease-name", lease)}
-
-	a := launchBridge(t, rcv.Addr(), opts)
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := a.waitLog(wctx, "watching events"); err != nil {
-		t.Fatalf("first replica: %v", err)
-	}
+	h := newHA(t, lease)
+	ctx, ns, state, rcv := h.ctx, h.ns, h.state, h.rcv
+	a := h.leader(t)
 	m := leaderIdentityRE.FindStringSubmatch(a.out.String())
 	if m == nil {
 		t.Fatalf("first replica watches without logging \"became leader\" with its identity")
 	}
 	leaderID := m[1]
-	b := launchBridge(t, rcv.Addr(), opts)
-	if err := b.waitLog(wctx, "following"); err != nil {
-		t.Fatalf("second replica: %v", err)
-	}
+	b := h.follower(t)
 	aAddr, bAddr := a.metricsAddr(ctx), b.metricsAddr(ctx)
 	waitReadyz(ctx, t, "leader", aAddr)
 	waitReadyz(ctx, t, "follower", bAddr)
@@ -143,24 +167,10 @@ func TestDeliveryLeaderFailover(t *testing.T) {
 // checkpoint: nothing lost, nothing doubled. (Before, the Lease was
 // released, and the process exited, while the leader was still flushing.)
 func TestDeliveryLeaderHandover(t *testing.T) {
-	needCluster(t)
-	t.Parallel()
-	ctx := ctxFor(t, 2*time.Minute)
-	ns := shared.NewNamespace(t)
-	state := shared.NewNamespace(t)
-	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
-	opts := bridgeOpts{Namespaces: ns, Args: deliveryArgs(state, "--leader-elect", "--lease-name", "e2e-handover")}
-
-	a := launchBridge(t, rcv.Addr(), opts)
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := a.waitLog(wctx, "watching events"); err != nil {
-		t.Fatalf("first replica: %v", err)
-	}
-	b := launchBridge(t, rcv.Addr(), opts)
-	if err := b.waitLog(wctx, "following"); err != nil {
-		t.Fatalf("second replica: %v", err)
-	}
+	h := newHA(t, "e2e-handover")
+	ctx, ns, rcv := h.ctx, h.ns, h.rcv
+	a := h.leader(t)
+	b := h.follower(t)
 
 	createDeployment(ctx, t, shared.Client, ns, "web", 2)
 	s := startStream(ctx, shared.Client, ns, "handover", 100*time.Millisecond)
@@ -202,19 +212,10 @@ func TestDeliveryLeaderHandover(t *testing.T) {
 // at once and exits with an error to restart as a follower, without a last
 // checkpoint save: the new leader may be saving its own already.
 func TestLeaderLostLeaseSavesNoFinalCheckpoint(t *testing.T) {
-	needCluster(t)
-	t.Parallel()
-	ctx := ctxFor(t, 2*time.Minute)
-	ns := shared.NewNamespace(t)
-	state := shared.NewNamespace(t)
-	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
 	const lease = "e2e-lost"
-	a := launchBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: deliveryArgs(state, "--leader-elect", "--lease-name", lease)})
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := a.waitLog(wctx, "watching events"); err != nil {
-		t.Fatalf("leader: %v", err)
-	}
+	h := newHA(t, lease)
+	ctx, state := h.ctx, h.state
+	a := h.leader(t)
 	time.Sleep(1500 * time.Millisecond) // a few checkpoint saves (every 500ms)
 	// Another holder takes the Lease (as a replica would after a network
 	// partition left this one unable to renew).
