@@ -93,9 +93,20 @@ func leaseServerFailing(t *testing.T) (*rest.Config, func(name string) *coordina
 type candidate struct {
 	le      *LeaderElector
 	leading chan struct{} // closed when it starts leading
+	ledAt   time.Time     // when it started leading; read after leading is closed
 	stopped chan struct{} // closed when Run returned
 	mu      sync.Mutex
 	leaders []string // OnNewLeader calls
+}
+
+// waitLeading fails the test unless cd leads within d.
+func waitLeading(t *testing.T, cd *candidate, d time.Duration) {
+	t.Helper()
+	select {
+	case <-cd.leading:
+	case <-time.After(d):
+		t.Fatalf("%s did not lead within %s", cd.le.cfg.Identity, d)
+	}
 }
 
 func startCandidate(t *testing.T, ctx context.Context, c *Client, id string) *candidate {
@@ -113,6 +124,7 @@ func startCandidateWork(t *testing.T, ctx context.Context, c *Client, id string,
 		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 50 * time.Millisecond,
 		ReleaseOnCancel: true,
 		OnStartedLeading: func(ctx context.Context) {
+			cd.ledAt = time.Now()
 			close(cd.leading)
 			if work != nil {
 				work(ctx)
@@ -142,11 +154,7 @@ func TestLeaderElection(t *testing.T) {
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
 	a := startCandidate(t, actx, c, "a")
-	select {
-	case <-a.leading:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a did not lead")
-	}
+	waitLeading(t, a, 5*time.Second)
 	bctx, cancelB := context.WithCancel(context.Background())
 	defer cancelB()
 	b := startCandidate(t, bctx, c, "b")
@@ -207,11 +215,7 @@ func TestLeaderKeepsTheLeaseUntilItsWorkIsDone(t *testing.T) {
 		time.Sleep(flush)
 		workDone = time.Now() // read after a.stopped: Run must wait for this
 	})
-	select {
-	case <-a.leading:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a did not lead")
-	}
+	waitLeading(t, a, 5*time.Second)
 	bctx, cancelB := context.WithCancel(context.Background())
 	defer cancelB()
 	b := startCandidate(t, bctx, c, "b")
@@ -230,8 +234,8 @@ func TestLeaderKeepsTheLeaseUntilItsWorkIsDone(t *testing.T) {
 	}
 	select {
 	case <-b.leading:
-		if gap := time.Since(workDone); gap < 0 {
-			t.Errorf("b led before a's work was done")
+		if b.ledAt.Before(workDone) {
+			t.Errorf("b led %s before a's work was done", workDone.Sub(b.ledAt))
 		}
 	case <-time.After(time.Second):
 		t.Fatal("b did not take the released Lease within a second of a's work being done")
@@ -252,11 +256,7 @@ func TestLeaderLostLeaseHasItsCause(t *testing.T) {
 		<-ctx.Done()
 		causes <- context.Cause(ctx)
 	})
-	select {
-	case <-a.leading:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a did not lead")
-	}
+	waitLeading(t, a, 5*time.Second)
 	failing.Store(true)
 	select {
 	case cause := <-causes:
@@ -280,11 +280,7 @@ func TestLeaderLostLeaseHasItsCause(t *testing.T) {
 		<-ctx.Done()
 		causes <- context.Cause(ctx)
 	})
-	select {
-	case <-b.leading:
-	case <-time.After(10 * time.Second):
-		t.Fatal("b did not lead")
-	}
+	waitLeading(t, b, 10*time.Second)
 	cancelB()
 	if cause := <-causes; !errors.Is(cause, context.Canceled) {
 		t.Errorf("work stopped with cause %v, want context.Canceled", cause)
