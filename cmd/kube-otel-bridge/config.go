@@ -31,6 +31,10 @@ type otlpConfig struct {
 	ClientKey   string            `json:"clientKey,omitempty"`
 	Headers     map[string]string `json:"headers,omitempty"`
 	Timeout     string            `json:"timeout,omitempty"`
+	// Batching: see the --otlp-batch-* and --otlp-queue-size flags.
+	BatchTimeout string `json:"batchTimeout,omitempty"`
+	BatchSize    int    `json:"batchSize,omitempty"`
+	QueueSize    int    `json:"queueSize,omitempty"`
 }
 
 type sinks struct {
@@ -104,10 +108,21 @@ func parseConfig(path string, data []byte, lookup func(string) (string, bool)) (
 
 func (c *fileConfig) validate() error {
 	var errs []error
-	if c.OTLP.Timeout != "" {
-		if d, err := time.ParseDuration(c.OTLP.Timeout); err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("otlp.timeout: want a positive duration, got %q", c.OTLP.Timeout))
+	for _, d := range []struct{ key, v string }{
+		{"otlp.timeout", c.OTLP.Timeout}, {"otlp.batchTimeout", c.OTLP.BatchTimeout},
+	} {
+		if d.v == "" {
+			continue
 		}
+		if v, err := time.ParseDuration(d.v); err != nil || v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive duration, got %q", d.key, d.v))
+		}
+	}
+	if c.OTLP.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("otlp.batchSize: want a positive number, got %d", c.OTLP.BatchSize))
+	}
+	if c.OTLP.QueueSize < 0 {
+		errs = append(errs, fmt.Errorf("otlp.queueSize: want a positive number, got %d", c.OTLP.QueueSize))
 	}
 	names := map[string]bool{}
 	for i := range c.Sinks.DingTalk {
@@ -149,13 +164,30 @@ func (c *fileConfig) apply(o *runOptions, set map[string]bool) error {
 	if !set["otlp-insecure"] && c.OTLP.Insecure != nil {
 		o.otlp.Insecure = *c.OTLP.Insecure
 	}
-	if !set["otlp-timeout"] && c.OTLP.Timeout != "" {
-		d, err := time.ParseDuration(c.OTLP.Timeout)
-		if err != nil {
-			return fmt.Errorf("otlp.timeout: %w", err)
+	dur := func(flag, key string, dst *time.Duration, v string) error {
+		if set[flag] || v == "" {
+			return nil
 		}
-		o.otlp.Timeout = d
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		*dst = d
+		return nil
 	}
+	if err := dur("otlp-timeout", "otlp.timeout", &o.otlp.Timeout, c.OTLP.Timeout); err != nil {
+		return err
+	}
+	if err := dur("otlp-batch-timeout", "otlp.batchTimeout", &o.otlp.BatchTimeout, c.OTLP.BatchTimeout); err != nil {
+		return err
+	}
+	num := func(flag string, dst *int, v int) {
+		if !set[flag] && v != 0 {
+			*dst = v
+		}
+	}
+	num("otlp-batch-size", &o.otlp.BatchSize, c.OTLP.BatchSize)
+	num("otlp-queue-size", &o.otlp.QueueSize, c.OTLP.QueueSize)
 	if !set["otlp-header"] && len(c.OTLP.Headers) > 0 {
 		o.otlp.Headers = c.OTLP.Headers
 	}

@@ -20,7 +20,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 const sampleConfig = `
 # ${NOT_EXPANDED_IN_COMMENTS}
 clusterName: prod-a
-otlp: {endpoint: "collector:4317", insecure: false, compression: gzip, timeout: 5s}
+otlp: {endpoint: "collector:4317", insecure: false, compression: gzip, timeout: 5s, batchTimeout: 250ms, batchSize: 300, queueSize: 900}
 sinks:
   dingtalk:
   - name: oncall
@@ -69,17 +69,23 @@ func TestConfigLoadsTheIssueExample(t *testing.T) {
 	}
 	var o runOptions
 	fs := runFlags(&o)
-	if err := fs.Parse([]string{"--otlp-endpoint", "other:4317"}); err != nil {
+	if err := fs.Parse([]string{"--otlp-endpoint", "other:4317", "--otlp-queue-size", "1000"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.apply(&o, map[string]bool{"otlp-endpoint": true}); err != nil {
+	if err := c.apply(&o, map[string]bool{"otlp-endpoint": true, "otlp-queue-size": true}); err != nil {
 		t.Fatal(err)
 	}
-	if o.otlp.Endpoint != "other:4317" {
-		t.Errorf("flag must override the file: endpoint %q", o.otlp.Endpoint)
+	if o.otlp.Endpoint != "other:4317" || o.otlp.QueueSize != 1000 {
+		t.Errorf("flags must override the file: endpoint %q, queue size %d", o.otlp.Endpoint, o.otlp.QueueSize)
 	}
 	if o.otlp.Compression != "gzip" || o.otlp.Timeout != 5*time.Second || o.clusterName != "prod-a" {
 		t.Errorf("file values not applied: %+v", o.otlp)
+	}
+	if o.otlp.BatchTimeout != 250*time.Millisecond || o.otlp.BatchSize != 300 {
+		t.Errorf("file's batching not applied: timeout %s, size %d", o.otlp.BatchTimeout, o.otlp.BatchSize)
+	}
+	if err := o.validate(); err != nil {
+		t.Errorf("options from the file: %v", err)
 	}
 }
 
@@ -98,6 +104,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 			return strings.Replace(c, "https://oapi.dingtalk.com/robot/send", "ftp://x", 1)
 		}, "webhook"},
 		{"bad timeout", func(c string) string { return strings.Replace(c, "timeout: 5s", "timeout: soon", 1) }, "otlp.timeout"},
+		{"bad batch timeout", func(c string) string { return strings.Replace(c, "batchTimeout: 250ms", "batchTimeout: 0s", 1) }, "otlp.batchTimeout"},
+		{"bad batch size", func(c string) string { return strings.Replace(c, "batchSize: 300", "batchSize: -1", 1) }, "otlp.batchSize"},
+		{"bad queue size", func(c string) string { return strings.Replace(c, "queueSize: 900", "queueSize: many", 1) }, "queueSize"},
 		{"unset variable", func(c string) string { return strings.Replace(c, "k8s-warnings", "${KAFKA_TOPIC}", 1) }, "KAFKA_TOPIC"},
 		{"bad kafka compression", func(c string) string { return strings.Replace(c, "compression: zstd", "compression: brotli", 1) }, "compression"},
 	} {

@@ -68,6 +68,37 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// The run options' checks name the flag (and config key) at fault; the
+// defaults pass them.
+func TestRunOptionsErrorsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" : valid
+	}{
+		{nil, ""},
+		{[]string{"--otlp-batch-timeout", "50ms", "--otlp-batch-size", "2048", "--otlp-queue-size", "2048"}, ""},
+		{[]string{"--otlp-batch-timeout", "0"}, "--otlp-batch-timeout (otlp.batchTimeout)"},
+		{[]string{"--otlp-batch-timeout", "1m"}, "--otlp-batch-timeout (otlp.batchTimeout)"},
+		{[]string{"--otlp-batch-size", "0"}, "--otlp-batch-size (otlp.batchSize)"},
+		{[]string{"--otlp-queue-size", "0"}, "--otlp-queue-size (otlp.queueSize)"},
+		{[]string{"--otlp-queue-size", "100"}, "--otlp-batch-size (otlp.batchSize): 512 is larger than --otlp-queue-size (otlp.queueSize) 100"},
+		{[]string{"--otlp-timeout", "-1s"}, "--otlp-timeout (otlp.timeout)"},
+	} {
+		var o runOptions
+		fs := runFlags(&o)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		err := o.validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one naming %q", tc.args, err, tc.want)
+		}
+	}
+}
+
 func TestShards(t *testing.T) {
 	for _, bad := range []string{"1", "2/2", "-1/3", "a/b", "0/0"} {
 		if _, _, err := parseShard(bad); err == nil {

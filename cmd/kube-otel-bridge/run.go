@@ -26,6 +26,17 @@ import (
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
 
+// The OTLP outputs' batch timeout. The exporter's own default is 200 ms; the
+// bridge waits 400 ms, so exports ride on its bursts from 200 ms (BatchMinAge)
+// and a storm is sent in about half as many requests. Side by side on the
+// same Events that took ≈ 9 % less CPU (6 of 6 paired load runs) for a p99
+// lag of ≈ 265 ms instead of ≈ 170 ms (README, Performance). Past a few
+// seconds a batch only delays delivery and holds the queue: hence the cap.
+const (
+	defaultBatchTimeout = 400 * time.Millisecond
+	maxBatchTimeout     = 10 * time.Second
+)
+
 // headerFlag collects repeatable --otlp-header k=v flags.
 type headerFlag map[string]string
 
@@ -111,6 +122,9 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.Var(headerFlag(o.otlp.Headers), "otlp-header", "gRPC header key=value sent to the collector, repeatable; ${ENV} in values is expanded (keep secrets in env)")
 	fs.StringVar(&o.otlp.Compression, "otlp-compression", "", "gzip or none (default $OTEL_EXPORTER_OTLP_COMPRESSION, else none)")
 	fs.DurationVar(&o.otlp.Timeout, "otlp-timeout", 10*time.Second, "timeout of one export request")
+	fs.DurationVar(&o.otlp.BatchTimeout, "otlp-batch-timeout", defaultBatchTimeout, "longest a log record or span waits for its export batch to fill; exports ride on the bridge's own bursts from half of it (lower: less lag, more exports and CPU)")
+	fs.IntVar(&o.otlp.BatchSize, "otlp-batch-size", otlp.DefaultBatchSize, "most log records or spans per export request")
+	fs.IntVar(&o.otlp.QueueSize, "otlp-queue-size", otlp.DefaultQueueSize, "log records (and, apart, spans) held unacknowledged per output; when full, intake waits (backpressure, nothing dropped)")
 	fs.DurationVar(&o.episodes.EpisodeIdle, "episode-idle", 2*time.Minute, "an episode (trace) closes after this long without occurrences")
 	fs.DurationVar(&o.episodes.EpisodeMax, "episode-max", time.Hour, "an episode (trace) closes at this age")
 	fs.IntVar(&o.episodes.MaxOpenEpisodes, "max-open-episodes", 10000, "open episodes held in memory; past it the least recently active is closed early")
@@ -136,6 +150,13 @@ func (o *runOptions) validate() error {
 	}
 	if err := o.otlp.Validate(); err != nil {
 		return otlpFlagNames.Replace(err.Error())
+	}
+	// Zero would silently mean the exporter's defaults; say so instead.
+	if o.otlp.BatchTimeout <= 0 || o.otlp.BatchTimeout > maxBatchTimeout {
+		return fmt.Errorf("--otlp-batch-timeout (otlp.batchTimeout) %s: want more than 0 and at most %s", o.otlp.BatchTimeout, maxBatchTimeout)
+	}
+	if o.otlp.BatchSize <= 0 || o.otlp.QueueSize <= 0 {
+		return fmt.Errorf("--otlp-batch-size (otlp.batchSize) %d and --otlp-queue-size (otlp.queueSize) %d: want positive numbers", o.otlp.BatchSize, o.otlp.QueueSize)
 	}
 	if err := (kube.Options{EventsReadDelay: o.eventsReadDelay}).Validate(); err != nil {
 		return fmt.Errorf("--events-read-delay: %w", err)
@@ -594,6 +615,9 @@ var otlpFlagNames = replacer(
 	"CAFile", "--otlp-ca-file (otlp.caFile)",
 	"Compression", "--otlp-compression (otlp.compression)",
 	"Headers", "--otlp-header (otlp.headers)",
+	"BatchTimeout", "--otlp-batch-timeout (otlp.batchTimeout)",
+	"BatchSize", "--otlp-batch-size (otlp.batchSize)",
+	"QueueSize", "--otlp-queue-size (otlp.queueSize)",
 	"Timeout", "--otlp-timeout (otlp.timeout)",
 	"Insecure", "--otlp-insecure (otlp.insecure)",
 )

@@ -108,6 +108,9 @@ keyKey) are replaced by the paths where the chart mounts those Secrets.
 {{- if $o.insecure }}{{ $_ := set $otlp "insecure" true }}{{ end }}
 {{- with $o.compression }}{{ $_ := set $otlp "compression" . }}{{ end }}
 {{- with $o.timeout }}{{ $_ := set $otlp "timeout" . }}{{ end }}
+{{- with $o.batchTimeout }}{{ $_ := set $otlp "batchTimeout" . }}{{ end }}
+{{- with $o.batchSize }}{{ $_ := set $otlp "batchSize" (int .) }}{{ end }}
+{{- with $o.queueSize }}{{ $_ := set $otlp "queueSize" (int .) }}{{ end }}
 {{- with $o.caFile }}{{ $_ := set $otlp "caFile" . }}{{ end }}
 {{- with $o.clientCert }}{{ $_ := set $otlp "clientCert" . }}{{ end }}
 {{- with $o.clientKey }}{{ $_ := set $otlp "clientKey" . }}{{ end }}
