@@ -3,6 +3,8 @@ package causality
 import (
 	"regexp"
 	"testing"
+
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/racebuild"
 )
 
 // The expressions the hand-written parsers of controller notes replace: the
@@ -99,6 +101,7 @@ func FuzzControllerParsers(f *testing.F) {
 }
 
 func TestControllerParsersDoNotAllocate(t *testing.T) {
+	racebuild.SkipAllocs(t)
 	n := testing.AllocsPerRun(100, func() {
 		parseActedOn("Deployment", "ScalingReplicaSet", "Scaled up replica set web-5d4f from 0 to 3")
 		parseActedOn("StatefulSet", "SuccessfulCreate", "create Claim data-web-0 Pod web-0 in StatefulSet web success")

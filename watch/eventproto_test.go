@@ -27,6 +27,7 @@ import (
 	restwatch "k8s.io/client-go/rest/watch"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/racebuild"
 )
 
 // ---------------------------------------------------------------------------
@@ -470,6 +471,7 @@ func TestReleasedEventReuse(t *testing.T) {
 }
 
 func TestEventProtoAllocs(t *testing.T) {
+	racebuild.SkipAllocs(t)
 	base := kubeletEvent(t)
 	if len(base.ManagedFields) == 0 {
 		t.Fatal("the typical Event should carry managed fields")

@@ -46,6 +46,7 @@ import (
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/causality"
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/racebuild"
 	"github.com/kube-otel-bridge/kube-otel-bridge/watch"
 )
 
@@ -1294,6 +1295,7 @@ func encBatch(tb testing.TB, n int) ([]logEntry, []causality.Span) {
 // TestEncodersDoNotAllocate: after the first batch, encoding a batch of
 // records or spans allocates nothing.
 func TestEncodersDoNotAllocate(t *testing.T) {
+	racebuild.SkipAllocs(t)
 	logs, spans := encBatch(t, 512)
 	le := newLogsEncoder(encResource(), instrumentation.Scope{Name: ScopeName})
 	te := newTracesEncoder(encResource(), instrumentation.Scope{Name: ScopeName})

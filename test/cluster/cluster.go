@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,6 +62,7 @@ type Cluster struct {
 
 	opts    Options
 	ownsDir bool
+	procsMu sync.Mutex // guards procs: parallel tests add kubelets while others wait for nodes
 	procs   []*process
 	ports   ports
 	caData  []byte
@@ -553,7 +555,7 @@ func (c *Cluster) AddNodeWithOwnKubelet(ctx context.Context, name string) error 
 // status, so after the grace period (20s here) the node lifecycle controller
 // marks the node NotReady and its pods not ready, as when a machine dies.
 func (c *Cluster) SetNodeLost(name string, lost bool) error {
-	for _, p := range c.procs {
+	for _, p := range c.processes() {
 		if p.name != "kwok-"+name {
 			continue
 		}
@@ -580,8 +582,9 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopped = true
 	var errs []error
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		if err := c.procs[i].stop(10 * time.Second); err != nil {
+	procs := c.processes()
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].stop(10 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -595,8 +598,9 @@ func (c *Cluster) Stop() error {
 
 // PIDs returns the process IDs of the running components.
 func (c *Cluster) PIDs() []int {
-	out := make([]int, 0, len(c.procs))
-	for _, p := range c.procs {
+	procs := c.processes()
+	out := make([]int, 0, len(procs))
+	for _, p := range procs {
 		out = append(out, p.pid())
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,8 +39,17 @@ func (c *Cluster) start(name, bin string, args []string) error {
 	if err != nil {
 		return err
 	}
+	c.procsMu.Lock()
 	c.procs = append(c.procs, p)
+	c.procsMu.Unlock()
 	return nil
+}
+
+// processes returns the components started so far.
+func (c *Cluster) processes() []*process {
+	c.procsMu.Lock()
+	defer c.procsMu.Unlock()
+	return slices.Clone(c.procs)
 }
 
 func (c *Cluster) spawn(name, bin string, args []string) (*process, error) {
@@ -117,7 +127,7 @@ func (p *process) stop(grace time.Duration) error {
 
 // exited reports the first component that is no longer running.
 func (c *Cluster) exited() error {
-	for _, p := range c.procs {
+	for _, p := range c.processes() {
 		if err := p.exitErr(); err != nil {
 			return fmt.Errorf("%s stopped: %w", p.name, err)
 		}
@@ -129,7 +139,7 @@ func (c *Cluster) exited() error {
 // starts it again with the same arguments and ports, e.g. to test what a
 // client does when the API server goes away. It does not wait for readiness.
 func (c *Cluster) Restart(name string, kill bool) error {
-	for i, p := range c.procs {
+	for _, p := range c.processes() {
 		if p.name != name {
 			continue
 		}
@@ -145,7 +155,11 @@ func (c *Cluster) Restart(name string, kill bool) error {
 		if err != nil {
 			return err
 		}
-		c.procs[i] = np
+		c.procsMu.Lock()
+		if i := slices.Index(c.procs, p); i >= 0 {
+			c.procs[i] = np
+		}
+		c.procsMu.Unlock()
 		return nil
 	}
 	return fmt.Errorf("cluster: no component %q", name)
@@ -157,7 +171,7 @@ func (c *Cluster) WaitAPIServer(ctx context.Context) error { return c.waitAPISer
 // logTails returns the last lines of every component's log, for errors.
 func (c *Cluster) logTails() string {
 	var b strings.Builder
-	for _, p := range c.procs {
+	for _, p := range c.processes() {
 		data, err := os.ReadFile(c.path("logs", p.name+".log"))
 		if err != nil {
 			continue
