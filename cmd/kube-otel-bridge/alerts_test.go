@@ -43,6 +43,7 @@ func exportedMetrics(t *testing.T) map[string][]string {
 	c.sinks["dingtalk/oncall"] = func() SinkStats { return SinkStats{} }
 	c.objects = func() int { return 0 }
 	c.setCheckpoint(1, 1, 1, time.Now())
+	c.setLeading("ns/kube-otel-bridge", true)
 	mfs, err := newRegistry(c).Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 // ready (their role is known) but idle. On SIGTERM the leader flushes and
 // releases the Lease so a follower takes over at once; a leader that loses
 // the Lease stops and exits with an error so the pod restarts as a follower.
-func leaderElect(ctx context.Context, o *runOptions, kc *kube.Client, hl *health, log *slog.Logger, run func(context.Context) error) error {
+func leaderElect(ctx context.Context, o *runOptions, kc *kube.Client, hl *health, stats *statsCollector, log *slog.Logger, run func(context.Context) error) error {
 	id := os.Getenv("POD_NAME")
 	if id == "" {
 		host, _ := os.Hostname()
@@ -33,6 +33,8 @@ func leaderElect(ctx context.Context, o *runOptions, kc *kube.Client, hl *health
 		name = fmt.Sprintf("%s-shard-%d-of-%d", name, i, n)
 	}
 	hl.setReady(false, "leader election: role not known yet")
+	lease := o.stateNamespace + "/" + name
+	stats.setLeading(lease, false)
 	var runErr error
 	led := false
 	lctx, cancel := context.WithCancel(ctx)
@@ -48,8 +50,10 @@ func leaderElect(ctx context.Context, o *runOptions, kc *kube.Client, hl *health
 		Logger:          log,
 		OnStartedLeading: func(ctx context.Context) {
 			led = true
-			log.Info("became leader", "lease", o.stateNamespace+"/"+name, "identity", id)
+			log.Info("became leader", "lease", lease, "identity", id)
+			stats.setLeading(lease, true)
 			runErr = run(ctx)
+			stats.setLeading(lease, false)
 			cancel()
 		},
 		OnStoppedLeading: func() {
@@ -57,7 +61,7 @@ func leaderElect(ctx context.Context, o *runOptions, kc *kube.Client, hl *health
 		},
 		OnNewLeader: func(leader string) {
 			if leader != id {
-				log.Info("following", "leader", leader, "lease", o.stateNamespace+"/"+name)
+				log.Info("following", "leader", leader, "lease", lease)
 				hl.setReady(true, "")
 			}
 		},

@@ -25,11 +25,20 @@ const ns = "kube_otel_bridge"
 // statsCollector reads the components' own counters at scrape time, so the
 // hot path carries no metric calls and there is no global registry.
 type statsCollector struct {
+	// mu guards the components' read functions: they are wired while the
+	// metrics are already served (at start, and when a follower becomes
+	// leader), and a scrape may run meanwhile.
+	mu      sync.Mutex
 	source  func() (watch.SourceStats, bool)
 	engine  func() causality.Stats
 	outputs map[string]func() otlp.Stats // by output name: otlp-logs, otlp-traces, …
 	sinks   map[string]func() SinkStats  // side-sinks by type/name
 	objects func() int
+
+	// lease names the leader-election Lease ("" : no leader election);
+	// leading is whether this replica holds it.
+	lease   atomic.Value
+	leading atomic.Bool
 
 	received, occurrences, held, unresolved, watchErrors, eventLists, failed *prometheus.Desc
 	tracked                                                                  *prometheus.Desc
@@ -37,12 +46,49 @@ type statsCollector struct {
 	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
 	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
 	cpWatermark, cpEvents, cpAge, cpBytes                                    *prometheus.Desc
+	leader                                                                   *prometheus.Desc
 
 	cpMu    sync.Mutex
 	cpWM    uint64
 	cpN     int
 	cpSize  int
 	cpSaved time.Time
+}
+
+// setOutput wires an OTLP output's counters, by output name.
+func (c *statsCollector) setOutput(name string, f func() otlp.Stats) {
+	c.mu.Lock()
+	c.outputs[name] = f
+	c.mu.Unlock()
+}
+
+// setSink wires a side-sink's counters, by type/name.
+func (c *statsCollector) setSink(name string, f func() SinkStats) {
+	c.mu.Lock()
+	c.sinks[name] = f
+	c.mu.Unlock()
+}
+
+// setPipeline wires the watch, the causality engine and the object cache;
+// nil leaves a part as it is.
+func (c *statsCollector) setPipeline(source func() (watch.SourceStats, bool), engine func() causality.Stats, objects func() int) {
+	c.mu.Lock()
+	if source != nil {
+		c.source = source
+	}
+	if engine != nil {
+		c.engine = engine
+	}
+	if objects != nil {
+		c.objects = objects
+	}
+	c.mu.Unlock()
+}
+
+// setLeading records this replica's role for the Lease ns/name.
+func (c *statsCollector) setLeading(lease string, leading bool) {
+	c.lease.Store(lease)
+	c.leading.Store(leading)
 }
 
 // setCheckpoint records the last saved checkpoint.
@@ -94,6 +140,7 @@ func newStatsCollector() *statsCollector {
 		cpEvents:       d("checkpoint_events", "Events tracked individually in the checkpoint."),
 		cpAge:          d("checkpoint_age_seconds", "Seconds since the checkpoint was last written (its lag)."),
 		cpBytes:        d("checkpoint_bytes", "Size of the last checkpoint written (a ConfigMap holds 1 MiB; larger ones are written less often)."),
+		leader:         d("leader", "1 while this replica holds the leader-election Lease and runs the pipeline, 0 while it stands by (only with --leader-elect).", "lease"),
 	}
 }
 
@@ -106,6 +153,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
+	if l, _ := c.lease.Load().(string); l != "" {
+		v := 0.0
+		if c.leading.Load() {
+			v = 1
+		}
+		gauge(c.leader, v, l)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.source != nil {
 		if s, ok := c.source(); ok {
 			counter(c.received, s.Received)

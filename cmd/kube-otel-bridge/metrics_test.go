@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -73,5 +75,90 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/debug/pprof/"); code != 200 {
 		t.Errorf("pprof %d", code)
+	}
+}
+
+// The components are wired while /metrics is served (at start, and when a
+// follower becomes leader): a scrape meanwhile must see each whole or not at
+// all (go test -race reports the unguarded map write this once was).
+func TestStatsWiredWhileScraped(t *testing.T) {
+	c := newStatsCollector()
+	reg := newRegistry(c)
+	done := make(chan struct{})
+	scraped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				scraped <- n
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	for i := range 200 {
+		name := "dingtalk/s" + strconv.Itoa(i)
+		c.setSink(name, func() SinkStats { return SinkStats{Delivered: 1} })
+		c.setOutput("otlp-"+strconv.Itoa(i), func() otlp.Stats { return otlp.Stats{Exported: 2} })
+		c.setPipeline(func() (watch.SourceStats, bool) { return watch.SourceStats{Received: 3}, true },
+			func() causality.Stats { return causality.Stats{} }, func() int { return i })
+		c.setLeading("ns/lease", i%2 == 0)
+		runtime.Gosched()
+	}
+	close(done)
+	if n := <-scraped; n == 0 {
+		t.Fatal("no scrape ran")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = len(mf.GetMetric())
+	}
+	if got["kube_otel_bridge_sink_delivered_total"] != 200 || got["kube_otel_bridge_exported_total"] != 200 {
+		t.Errorf("sinks %d, outputs %d, want 200 each", got["kube_otel_bridge_sink_delivered_total"], got["kube_otel_bridge_exported_total"])
+	}
+	if got["kube_otel_bridge_leader"] != 1 {
+		t.Errorf("%d leader samples, want 1 (with leader election)", got["kube_otel_bridge_leader"])
+	}
+}
+
+// kube_otel_bridge_leader is there only with leader election, 1 while
+// leading.
+func TestLeaderMetric(t *testing.T) {
+	c := newStatsCollector()
+	value := func() (float64, bool) {
+		mfs, err := newRegistry(c).Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "kube_otel_bridge_leader" {
+				m := mf.GetMetric()[0]
+				if l := m.GetLabel(); len(l) != 1 || l[0].GetName() != "lease" || l[0].GetValue() != "ns/bridge" {
+					t.Errorf("labels %v, want lease=ns/bridge", l)
+				}
+				return m.GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	if _, ok := value(); ok {
+		t.Error("leader metric without leader election")
+	}
+	c.setLeading("ns/bridge", false)
+	if v, ok := value(); !ok || v != 0 {
+		t.Errorf("standing by: %v %v, want 0", v, ok)
+	}
+	c.setLeading("ns/bridge", true)
+	if v, ok := value(); !ok || v != 1 {
+		t.Errorf("leading: %v %v, want 1", v, ok)
 	}
 }

@@ -270,7 +270,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if !o.leaderElect {
 		return run(ctx)
 	}
-	return leaderElect(ctx, &o, kc, hl, log, run)
+	return leaderElect(ctx, &o, kc, hl, stats, log, run)
 }
 
 // runPipeline watches and exports until ctx ends, then flushes.
@@ -286,7 +286,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		}
 		logs := otlp.NewLogSink(exp, res, o.otlp, log.With("output", "otlp-logs"))
 		sinks = append(sinks, logs)
-		stats.outputs["otlp-logs"] = logs.Stats
+		stats.setOutput("otlp-logs", logs.Stats)
 		p.emitLog = func(ctx context.Context, occ *convert.Occurrence, ack func()) error {
 			return logs.EmitOccurrence(ctx, occ, ack)
 		}
@@ -299,10 +299,10 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 			}
 			sinks = append(sinks, d)
 			p.side = append(p.side, d)
-			stats.sinks["dingtalk/"+c.Name] = func() SinkStats {
+			stats.setSink("dingtalk/"+c.Name, func() SinkStats {
 				s := d.Stats()
 				return SinkStats{Delivered: s.Posted, Digests: s.Digests, Digested: s.Digested, Rejected: s.Rejected, Retries: s.Retries, Filtered: s.Filtered, QueueDepth: int(s.Pending)}
-			}
+			})
 		}
 		for _, c := range o.config.Sinks.Kafka {
 			k, err := kafka.New(c, o.clusterName, log.With("sink", "kafka/"+c.Name))
@@ -311,10 +311,10 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 			}
 			sinks = append(sinks, k)
 			p.side = append(p.side, k)
-			stats.sinks["kafka/"+c.Name] = func() SinkStats {
+			stats.setSink("kafka/"+c.Name, func() SinkStats {
 				s := k.Stats()
 				return SinkStats{Delivered: s.Produced, Rejected: s.Rejected, Retries: s.FailedAttempts, Filtered: s.FilteredOut, QueueDepth: s.Buffered}
-			}
+			})
 		}
 	}
 	if !o.noTraces {
@@ -324,7 +324,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		}
 		traces := otlp.NewTraceSink(exp, res, o.otlp, log.With("output", "otlp-traces"))
 		sinks = append(sinks, traces)
-		stats.outputs["otlp-traces"] = traces.Stats
+		stats.setOutput("otlp-traces", traces.Stats)
 		p.emitSpan = func(ctx context.Context, s causality.Span, ack func()) error {
 			return traces.Emit(ctx, s, ack)
 		}
@@ -372,8 +372,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
 	p.objects = objects
-	stats.objects = objects.Len
-	stats.engine = p.stats
+	stats.setPipeline(nil, p.stats, objects.Len)
 	handler := func(ctx context.Context, _ *eventsv1.Event, occ *convert.Occurrence) error {
 		return p.occurrence(ctx, occ)
 	}
@@ -392,7 +391,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	if err != nil {
 		return errors.Join(err, shutdown(sinks, o.shutdownTimeout))
 	}
-	stats.source = func() (watch.SourceStats, bool) { return src.Stats(), true }
+	stats.setPipeline(func() (watch.SourceStats, bool) { return src.Stats(), true }, nil, nil)
 	// The caches sync with the GC working harder (see syncGCPercent).
 	restoreGC := lowGCWhileSyncing()
 	synced, err := func() (bool, error) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -72,6 +73,15 @@ func waitReadyz(ctx context.Context, t *testing.T, name, addr string) {
 	}
 }
 
+// wantLeader checks a replica's kube_otel_bridge_leader sample.
+func wantLeader(ctx context.Context, t *testing.T, name, addr, sample string, want float64) {
+	t.Helper()
+	v, ok, err := metricValue(ctx, addr, sample)
+	if err != nil || !ok || v != want {
+		t.Errorf("%s: %s = %v (present %v, %v), want %v", name, sample, v, ok, err, want)
+	}
+}
+
 // Two replicas with --leader-elect share a Lease and a checkpoint: while both
 // run only the leader emits (nothing doubled) and both are ready; when the
 // leader is killed (-9) the follower takes over within the lease duration
@@ -114,6 +124,9 @@ func TestDeliveryLeaderFailover(t *testing.T) {
 	if v, ok, _ := metricValue(ctx, bAddr, `kube_otel_bridge_occurrences_total`); ok && v != 0 {
 		t.Errorf("the follower handled %v occurrences", v)
 	}
+	leaderSample := fmt.Sprintf(`kube_otel_bridge_leader{lease="%s/%s"}`, state, lease)
+	wantLeader(ctx, t, "leader", aAddr, leaderSample, 1)
+	wantLeader(ctx, t, "follower", bAddr, leaderSample, 0)
 
 	// Kill the leader mid-stream.
 	s2 := startStream(ctx, shared.Client, ns, "failover", 100*time.Millisecond)
@@ -154,6 +167,7 @@ func TestDeliveryLeaderFailover(t *testing.T) {
 		t.Errorf("%d duplicates after the failover, want at most one batch (512)", d.Duplicates)
 	}
 	waitReadyz(ctx, t, "new leader", bAddr)
+	wantLeader(ctx, t, "new leader", bAddr, leaderSample, 1)
 	if l, err := shared.Client.CoordinationV1().Leases(state).Get(ctx, lease, metav1.GetOptions{}); err != nil {
 		t.Errorf("lease: %v", err)
 	} else if got := l.Spec.HolderIdentity; got == nil || *got == leaderID || *got == "" {
