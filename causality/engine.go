@@ -34,6 +34,12 @@ type Config struct {
 	// MaxServices bounds the distinct reporting components used as
 	// service.name (default 64); others become "other".
 	MaxServices int
+	// DeleteGrace: a deleted root's episode closes this long after the
+	// deletion was seen (default 2s; negative: at once). The Events watch is
+	// a connection of its own, read in bursts: an Event written just before
+	// the deletion may be read just after it, and still belongs to the
+	// episode.
+	DeleteGrace time.Duration
 }
 
 // Validate reports whether the configuration is usable.
@@ -72,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxServices == 0 {
 		c.MaxServices = 64
+	}
+	if c.DeleteGrace == 0 {
+		c.DeleteGrace = DefaultDeleteGrace
 	}
 	return c
 }
@@ -344,7 +353,7 @@ func (e *Engine) Advance(now time.Time) []Span {
 	var due []*episode
 	e.dueKnown = false
 	for _, ep := range e.open {
-		if now.Sub(ep.lastActive) >= e.cfg.EpisodeIdle || now.Sub(ep.opened) >= e.cfg.EpisodeMax {
+		if e.closeReason(ep, now) != "" {
 			due = append(due, ep)
 		} else {
 			e.noteDeadline(ep)
@@ -356,23 +365,22 @@ func (e *Engine) Advance(now time.Time) []Span {
 	sortEpisodes(due)
 	out := make([]Span, 0, spanCount(due))
 	for _, ep := range due {
-		reason := CloseIdle
-		if now.Sub(ep.opened) >= e.cfg.EpisodeMax {
-			reason = CloseMax
-		}
-		out = e.close(ep, reason, out)
+		out = e.close(ep, e.closeReason(ep, now), out)
 	}
 	return out
 }
 
-// deadline is when ep becomes due: idle, or at its maximum age. Before it,
-// now.Sub(lastActive) < EpisodeIdle and now.Sub(opened) < EpisodeMax.
+// deadline is when ep becomes due: idle, at its maximum age, or its root's
+// deletion grace over. Before it, closeReason is "".
 func (e *Engine) deadline(ep *episode) time.Time {
-	idle, old := ep.lastActive.Add(e.cfg.EpisodeIdle), ep.opened.Add(e.cfg.EpisodeMax)
-	if old.Before(idle) {
-		return old
+	d := ep.lastActive.Add(e.cfg.EpisodeIdle)
+	if old := ep.opened.Add(e.cfg.EpisodeMax); old.Before(d) {
+		d = old
 	}
-	return idle
+	if !ep.deleteAt.IsZero() && ep.deleteAt.Before(d) {
+		d = ep.deleteAt
+	}
+	return d
 }
 
 // noteDeadline keeps nextDue no later than ep's deadline.
@@ -382,15 +390,43 @@ func (e *Engine) noteDeadline(ep *episode) {
 	}
 }
 
-// RootDeleted closes the episode of a root object that was deleted.
-func (e *Engine) RootDeleted(uid string) []Span {
+// DefaultDeleteGrace is Config.DeleteGrace's default: the Events watch's
+// read delay (100ms) and a busy machine's scheduling, with room to spare.
+const DefaultDeleteGrace = 2 * time.Second
+
+// RootDeleted notes that a root object was deleted (seen at at). Its
+// episode closes DeleteGrace later, at the Advance after that (or at once
+// with a negative DeleteGrace, when the spans are returned): occurrences read
+// meanwhile still join it. A later occurrence starts a new episode, linked.
+func (e *Engine) RootDeleted(uid string, at time.Time) []Span {
 	// A deleted pod needs its node no more (the mapping outlives episodes:
 	// a long-quiet pod still links to its node's trouble).
 	delete(e.podNodes, uid)
-	if ep, ok := e.open[uid]; ok {
+	ep, ok := e.open[uid]
+	if !ok {
+		return nil
+	}
+	if e.cfg.DeleteGrace < 0 {
 		return e.close(ep, CloseDeleted, nil)
 	}
+	if ep.deleteAt.IsZero() {
+		ep.deleteAt = at.Add(e.cfg.DeleteGrace)
+		e.noteDeadline(ep)
+	}
 	return nil
+}
+
+// closeReason is why ep closes at now, or "" while it stays open.
+func (e *Engine) closeReason(ep *episode, now time.Time) string {
+	switch {
+	case !ep.deleteAt.IsZero() && !now.Before(ep.deleteAt):
+		return CloseDeleted
+	case now.Sub(ep.opened) >= e.cfg.EpisodeMax:
+		return CloseMax
+	case now.Sub(ep.lastActive) >= e.cfg.EpisodeIdle:
+		return CloseIdle
+	}
+	return ""
 }
 
 // Flush closes every open episode (shutdown, end of a replay).
@@ -405,7 +441,7 @@ func (e *Engine) Flush() []Span {
 	sortEpisodes(all)
 	out := make([]Span, 0, spanCount(all))
 	for _, ep := range all {
-		out = e.close(ep, CloseFlush, out)
+		out = e.close(ep, ep.flushReason(), out)
 	}
 	return out
 }

@@ -224,15 +224,15 @@ func TestMaxDuration(t *testing.T) {
 }
 
 func TestRootDeleted(t *testing.T) {
-	d := newDriver(t, Config{})
+	d := newDriver(t, Config{DeleteGrace: -1}) // at once
 	r1 := d.observe(occ("e1", 1, "Scheduled", "Successfully assigned ns/web-1-a to node-1", at(0), podA, rs, dep))
-	if s := d.rootDeleted(podA.UID); s != nil {
+	if s := d.rootDeleted(podA.UID, at(0)); s != nil {
 		t.Errorf("deleting a non-root closed an episode: %d spans", len(s))
 	}
-	if s := d.rootDeleted("nope"); s != nil {
+	if s := d.rootDeleted("nope", at(0)); s != nil {
 		t.Errorf("deleting an unknown uid: %d spans", len(s))
 	}
-	if s := d.rootDeleted(dep.UID); len(s) == 0 {
+	if s := d.rootDeleted(dep.UID, at(0)); len(s) == 0 {
 		t.Fatal("root deletion closed nothing")
 	}
 	if s := d.e.Stats(); s.OpenEpisodes != 0 || s.EpisodesClosed[CloseDeleted] != 1 {
@@ -248,6 +248,80 @@ func TestRootDeleted(t *testing.T) {
 	}
 	if l := ss.rootOf(r2.TraceID).Links; len(l) != 1 || l[0].TraceID != r1.TraceID {
 		t.Errorf("late episode links %+v", l)
+	}
+}
+
+// A deleted root's episode stays open for DeleteGrace: an Event written
+// before the deletion but read after it (the Events watch is read in bursts)
+// joins it; at the Advance past the grace it closes as root_deleted, and a
+// later occurrence starts a new, linked episode.
+func TestRootDeletedGrace(t *testing.T) {
+	d := newDriver(t, Config{})
+	r1 := d.observe(occ("e1", 1, "BackOff", "Back-off restarting failed container", at(0), podA))
+	if s := d.rootDeleted(podA.UID, at(10*time.Second)); s != nil {
+		t.Fatalf("closed at once (%d spans), want after the grace", len(s))
+	}
+	late := d.observe(occ("e1", 2, "BackOff", "Back-off restarting failed container", at(10*time.Second+DefaultDeleteGrace/2), podA))
+	if late.TraceID != r1.TraceID {
+		t.Errorf("an occurrence within the grace started trace %s, want the deleted root's %s", late.TraceID, r1.TraceID)
+	}
+	if s := d.advance(at(10*time.Second + DefaultDeleteGrace - time.Millisecond)); s != nil {
+		t.Errorf("closed before the grace was over: %d spans", len(s))
+	}
+	s := d.advance(at(10*time.Second + DefaultDeleteGrace))
+	if len(s) == 0 {
+		t.Fatal("not closed once the grace was over")
+	}
+	if st := d.e.Stats(); st.OpenEpisodes != 0 || st.EpisodesClosed[CloseDeleted] != 1 {
+		t.Errorf("stats %+v, want closed as root_deleted", st)
+	}
+	after := d.observe(occ("e1", 3, "BackOff", "Back-off restarting failed container", at(13*time.Second), podA))
+	if after.TraceID == r1.TraceID {
+		t.Error("an occurrence after the grace joined the closed episode")
+	}
+	ss := d.flush()
+	if r := attrOf(ss.rootOf(r1.TraceID), "k8s.episode.close_reason"); r != CloseDeleted {
+		t.Errorf("close reason %q", r)
+	}
+	if l := ss.rootOf(after.TraceID).Links; len(l) != 1 || l[0].TraceID != r1.TraceID {
+		t.Errorf("later episode links %+v", l)
+	}
+}
+
+// A flush or a shutdown's SaveOpen during the grace closes the episode as
+// root_deleted: it is neither reported as flushed nor carried over.
+func TestRootDeletedGraceAtShutdown(t *testing.T) {
+	for _, save := range []bool{false, true} {
+		d := newDriver(t, Config{})
+		r1 := d.observe(occ("e1", 1, "BackOff", "Back-off", at(0), podA))
+		r2 := d.observe(occ("e2", 1, "BackOff", "Back-off", at(0), podB))
+		d.rootDeleted(podA.UID, at(time.Second))
+		if save {
+			open, spans, err := d.e.SaveOpen(1 << 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(open), podA.UID) || !strings.Contains(string(open), podB.UID) {
+				t.Errorf("carried %s, want the live root's episode only", open)
+			}
+			reasons := map[string]string{}
+			for _, s := range spans {
+				if s.Kind == KindRoot {
+					reasons[s.TraceID.String()] = attrOf(&s, "k8s.episode.close_reason")
+				}
+			}
+			if len(reasons) != 1 || reasons[r1.TraceID.String()] != CloseDeleted {
+				t.Errorf("SaveOpen closed %v, want the deleted root's episode as %s", reasons, CloseDeleted)
+			}
+			continue
+		}
+		ss := d.flush()
+		if r := attrOf(ss.rootOf(r1.TraceID), "k8s.episode.close_reason"); r != CloseDeleted {
+			t.Errorf("deleted root's episode closed as %q", r)
+		}
+		if r := attrOf(ss.rootOf(r2.TraceID), "k8s.episode.close_reason"); r != CloseFlush {
+			t.Errorf("live root's episode closed as %q", r)
+		}
 	}
 }
 

@@ -27,6 +27,9 @@ type episode struct {
 	events       int
 	warnings     int
 	trigger      string // reason of the first occurrence
+	// deleteAt: the root was deleted; the episode closes at this time
+	// (wall clock, Config.DeleteGrace after the deletion was seen).
+	deleteAt time.Time
 
 	objects map[string]*object // by object key (UID)
 	order   []string           // object keys in arrival order, for determinism
@@ -455,4 +458,13 @@ func spanTime(t, observed time.Time) time.Time {
 		return observed
 	}
 	return t.Add(999 * time.Millisecond)
+}
+
+// flushReason is why ep closes at a flush: its root's deletion when that was
+// seen, else the flush itself.
+func (ep *episode) flushReason() string {
+	if !ep.deleteAt.IsZero() {
+		return CloseDeleted
+	}
+	return CloseFlush
 }

@@ -204,7 +204,7 @@ func runFuzzEngine(t *testing.T, data []byte) *driver {
 			now = now.Add(time.Duration(s.intn(256)) * time.Second)
 			d.advance(now)
 		case op == 1:
-			d.rootDeleted(objs[s.intn(len(objs))].ref.UID)
+			d.rootDeleted(objs[s.intn(len(objs))].ref.UID, now)
 		case op == 2:
 			now = now.Add(-time.Duration(s.intn(64)) * time.Second) // the clock may step back
 		default:

@@ -94,8 +94,8 @@ func (d *driver) advance(now time.Time) []Span {
 	return s
 }
 
-func (d *driver) rootDeleted(uid string) []Span {
-	s := d.e.RootDeleted(uid)
+func (d *driver) rootDeleted(uid string, at time.Time) []Span {
+	s := d.e.RootDeleted(uid, at)
 	d.spans = append(d.spans, s...)
 	return s
 }

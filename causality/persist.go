@@ -337,6 +337,11 @@ func (e *Engine) SaveOpen(budget int) ([]byte, []Span, error) {
 	size := 0
 	var spans []Span
 	for _, ep := range e.byActivity() {
+		if !ep.deleteAt.IsZero() {
+			// Its root is gone: nothing more will come to carry it for.
+			spans = e.close(ep, CloseDeleted, spans)
+			continue
+		}
 		b, err := json.Marshal(ep.save())
 		if err != nil {
 			return nil, nil, err

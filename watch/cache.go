@@ -227,8 +227,14 @@ func (c *ObjectCache) observeStreamed(k watchedKind, obj any, attempt uint8, str
 	}
 	uid := string(m.UID)
 	c.mu.Lock()
+	var prevGen int64
+	if m.DeletionTimestamp != nil {
+		if old := c.findLocked(uid); old != nil {
+			prevGen = old.generation
+		}
+	}
 	e := c.putLocked(uid, k.kind, k.apiVersion, m.Namespace, m.Name, owners)
-	e.generation = m.Generation
+	e.generation = terminatingGeneration(prevGen, m)
 	if streamed {
 		e.streamed = attempt
 	}
@@ -708,4 +714,16 @@ func (c *ObjectCache) Collect(now time.Time) int {
 		}
 	}
 	return n
+}
+
+// terminatingGeneration is the generation to keep for m, whose cached entry
+// had prev (0: none). Graceful deletion bumps metadata.generation as it sets
+// deletionTimestamp (pods too, since they have a generation): that is no new
+// rollout, and must not start a new episode for the Events that come while
+// the object terminates, so a terminating object keeps the one it had.
+func terminatingGeneration(prev int64, m *metav1.PartialObjectMetadata) int64 {
+	if m.DeletionTimestamp != nil && prev > 0 && m.Generation > prev {
+		return prev
+	}
+	return m.Generation
 }

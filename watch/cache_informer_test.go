@@ -209,3 +209,48 @@ func TestObjectCacheNamespaces(t *testing.T) {
 		}
 	}
 }
+
+// Graceful deletion bumps metadata.generation as it sets deletionTimestamp;
+// the cache keeps the generation the object had, so the Events of a
+// terminating pod or Deployment do not start a "new generation" episode.
+// A real spec change (no deletionTimestamp) still moves it.
+func TestTerminatingObjectKeepsItsGeneration(t *testing.T) {
+	c := newTestCache(t, CacheOptions{})
+	var podKind watchedKind
+	for _, k := range WatchedKinds {
+		if k.kind == "Pod" {
+			podKind = k
+		}
+	}
+	gen := func(uid string) int64 {
+		t.Helper()
+		g, _, ok := c.Root(uid)
+		if !ok {
+			t.Fatalf("%s not cached", uid)
+		}
+		return g
+	}
+	p := partial("Pod", "demo", "crasher", "pod-uid")
+	p.Generation = 1
+	c.observe(podKind, p)
+	p2 := p.DeepCopy()
+	p2.Generation = 2 // a resize, an image change
+	c.observe(podKind, p2)
+	if g := gen("pod-uid"); g != 2 {
+		t.Errorf("after a spec change: generation %d, want 2", g)
+	}
+	p3 := p2.DeepCopy()
+	now := metav1.Now()
+	p3.DeletionTimestamp, p3.Generation = &now, 3
+	c.observe(podKind, p3)
+	if g := gen("pod-uid"); g != 2 {
+		t.Errorf("terminating: generation %d, want the one before the deletion (2)", g)
+	}
+	// First seen while terminating: nothing to keep.
+	q := partial("Pod", "demo", "late", "late-uid")
+	q.DeletionTimestamp, q.Generation = &now, 5
+	c.observe(podKind, q)
+	if g := gen("late-uid"); g != 5 {
+		t.Errorf("first seen terminating: generation %d, want 5", g)
+	}
+}

@@ -143,7 +143,7 @@ func (p *pipeline) deleted(ctx context.Context, o *watch.Object) error {
 		return nil
 	}
 	p.mu.Lock()
-	spans := p.engine.RootDeleted(o.UID)
+	spans := p.engine.RootDeleted(o.UID, o.Deleted)
 	p.mu.Unlock()
 	return p.spans(ctx, spans)
 }

@@ -731,7 +731,7 @@ func replayRecording(tb testing.TB, path string, withTraceparent bool) ([]logEnt
 				objects.Upsert(e.Object)
 			}
 			objects.MarkDeleted(e.Object.UID, e.Object.Deleted)
-			spans = append(spans, engine.RootDeleted(e.Object.UID)...)
+			spans = append(spans, engine.RootDeleted(e.Object.UID, e.Object.Deleted)...)
 		case e.Object != nil:
 			o := *e.Object
 			if withTraceparent && len(o.Owners) == 0 {
