@@ -57,7 +57,8 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## fuzz: run each fuzz target briefly (FUZZTIME each)
+## fuzz: run each fuzz target briefly (FUZZTIME each; FuzzRestore's inputs are real 40 KB checkpoints,
+## whose minimization would take the default minute)
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEvent$$' -fuzztime $(FUZZTIME) ./convert/
@@ -67,6 +68,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzControllerParsers$$' -fuzztime $(FUZZTIME) ./causality/
 	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./causality/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./causality/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/kube-otel-bridge/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./exporter/otlp/
 
 ## cluster-bins: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and kubectl from their Go modules

@@ -124,3 +124,30 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig: any config file is either refused with an error or
+// parsed into settings that validate and apply; never a panic, and an error
+// never carries a secret's value.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(sampleConfig))
+	f.Add([]byte("otlp: {batchTimeout: 1ms, batchSize: 3, queueSize: 2}\n"))
+	f.Add([]byte("sinks: {kafka: [{name: a, brokers: [x], topic: t}]}\n"))
+	f.Add([]byte("clusterName: ${DINGTALK_TOKEN}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lookup := env(map[string]string{"DINGTALK_TOKEN": "tok-secret-123"})
+		c, err := parseConfig("c.yaml", data, lookup)
+		if err != nil {
+			if strings.Contains(err.Error(), "tok-secret-123") {
+				t.Fatalf("error leaks a secret: %v", err)
+			}
+			return
+		}
+		var o runOptions
+		if err := runFlags(&o).Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.apply(&o, map[string]bool{}); err != nil {
+			t.Fatalf("a validated config does not apply: %v", err)
+		}
+	})
+}
