@@ -10,7 +10,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # 31 -> 25 MB, 3 MiB less resident.
 GOTAGS := grpcnotrace
 TOOLS := test/cluster/tools
-CLUSTER_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/kubectl
+# helm renders the chart in the e2e tests (go install of a pinned release:
+# its own go.mod, not the tools module's, whose Kubernetes pins it would move).
+HELM_VERSION := v4.3.2
+CLUSTER_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kwok $(BIN)/kubectl $(BIN)/.helm-$(HELM_VERSION)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 RECORDING ?= examples/recordings/rollout.jsonl
 TEST_TIMEOUT ?= 30m
@@ -72,7 +75,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/kube-otel-bridge/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./exporter/otlp/
 
-## cluster-bins: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and kubectl from their Go modules
+## cluster-bins: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and kubectl from their Go modules, and helm
 cluster-bins: $(CLUSTER_BINS)
 
 # Rebuilt only when the pinned versions change (test/cluster/tools/go.mod, go.sum).
@@ -84,6 +87,10 @@ $(BIN)/etcd: $(TOOLS)/go.mod $(TOOLS)/go.sum
 
 $(BIN)/kwok: $(TOOLS)/go.mod $(TOOLS)/go.sum
 	cd $(TOOLS) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ sigs.k8s.io/kwok/cmd/kwok
+
+$(BIN)/.helm-$(HELM_VERSION):
+	GOBIN=$(BIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags '-s -w' helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	touch $@
 
 ## cluster-up: start a mini cluster in .cluster/ and print the KUBECONFIG to use
 cluster-up: cluster-bins
