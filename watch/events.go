@@ -351,6 +351,7 @@ func (d *delivery) done() {
 	if d.tracked {
 		d.update.done()
 	}
+	d.src.stats.delivery.observe(d.src.opts.Now().Sub(d.occ.Observed))
 	d.ctx.Context = nil
 	d.src.spare.Put(d.home)
 }
@@ -566,6 +567,7 @@ type sourceCounters struct {
 	received, occurrences, unresolved, watchErrors, failed atomic.Uint64
 	lists, watches                                         atomic.Uint64
 	held                                                   atomic.Int64
+	delivery                                               latency
 }
 
 // SourceStats are the EventSource's counters.
@@ -590,6 +592,10 @@ type SourceStats struct {
 	// Tracked is how many Events the bridge keeps state for: those live in
 	// the API server (what memory grows with, see the README's sizing).
 	Tracked int
+	// Delivery is the time from the watch handing an Event update over to
+	// every output acknowledging its occurrence (updates with one
+	// occurrence: nearly all).
+	Delivery Histogram
 }
 
 // Stats returns the counters.
@@ -597,6 +603,6 @@ func (s *EventSource) Stats() SourceStats {
 	return SourceStats{
 		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
 		Unresolved: s.stats.unresolved.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
-		Lists: s.stats.lists.Load(), Tracked: s.dedup.Len(),
+		Lists: s.stats.lists.Load(), Tracked: s.dedup.Len(), Delivery: s.stats.delivery.snapshot(),
 	}
 }

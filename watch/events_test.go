@@ -824,3 +824,39 @@ func TestEventSourceRecyclesDeliveries(t *testing.T) {
 		}
 	}
 }
+
+// The delivery histogram measures from the watch handing an update over to
+// the last output's ack: an occurrence acked 3 s (fake clock) after it was
+// seen lands in the 5 s bucket, not in the 2.5 s one; one never acked is not
+// counted.
+func TestDeliveryHistogram(t *testing.T) {
+	clock := newFakeClock(testT0)
+	acks := make(chan func(), 10)
+	handler := func(ctx context.Context, _ *eventsv1.Event, o *convert.Occurrence) error {
+		if o.EventUID != "never" {
+			acks <- DoneFromContext(ctx)
+		}
+		return nil
+	}
+	client := fake.NewClientset()
+	src, err := NewEventSource(eventClient(client), newTestCache(t, CacheOptions{}), handler,
+		SourceOptions{API: "events.k8s.io/v1", Now: clock.Now, Tracker: NewTracker(nil, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, src)
+	createEvent(t, client, widgetEvent("demo", "never", 1, testT0))
+	createEvent(t, client, widgetEvent("demo", "slow", 1, testT0))
+	var done func()
+	select {
+	case done = <-acks:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no occurrence handed over")
+	}
+	clock.Advance(3 * time.Second)
+	done()
+	h := src.Stats().Delivery
+	if h.Count != 1 || h.Cumulative[2.5] != 0 || h.Cumulative[5] != 1 || h.Sum != 3 {
+		t.Errorf("histogram %+v, want one observation of 3 s", h)
+	}
+}

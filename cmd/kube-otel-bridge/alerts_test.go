@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -37,7 +38,9 @@ var scrapeLabels = []string{"namespace", "pod", "job", "instance", "service", "c
 func exportedMetrics(t *testing.T) map[string][]string {
 	t.Helper()
 	c := newStatsCollector()
-	c.source = func() (watch.SourceStats, bool) { return watch.SourceStats{}, true }
+	c.source = func() (watch.SourceStats, bool) {
+		return watch.SourceStats{Delivery: watch.Histogram{Cumulative: map[float64]uint64{1: 0}}}, true
+	}
 	c.engine = func() causality.Stats { return causality.Stats{} }
 	c.outputs["otlp-logs"] = func() otlp.Stats { return otlp.Stats{} }
 	c.sinks["dingtalk/oncall"] = func() SinkStats { return SinkStats{} }
@@ -59,6 +62,11 @@ func exportedMetrics(t *testing.T) map[string][]string {
 			}
 		}
 		out[mf.GetName()] = names
+		if mf.GetType() == dto.MetricType_HISTOGRAM {
+			out[mf.GetName()+"_bucket"] = append(slices.Clone(names), "le")
+			out[mf.GetName()+"_sum"] = names
+			out[mf.GetName()+"_count"] = names
+		}
 	}
 	return out
 }

@@ -41,7 +41,7 @@ type statsCollector struct {
 	leading atomic.Bool
 
 	received, occurrences, held, unresolved, watchErrors, eventLists, failed *prometheus.Desc
-	tracked                                                                  *prometheus.Desc
+	tracked, delivery                                                        *prometheus.Desc
 	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit         *prometheus.Desc
 	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped     *prometheus.Desc
 	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached *prometheus.Desc
@@ -118,6 +118,7 @@ func newStatsCollector() *statsCollector {
 		watchErrors:    d("watch_restarts_total", "Watch errors after which an informer re-listed or re-watched."),
 		eventLists:     d("events_lists_total", "Lists of Events, page by page: the first, and one after every watch that broke for good (e.g. 410 Gone)."),
 		failed:         d("occurrences_failed_total", "Occurrences an output refused (never expected)."),
+		delivery:       d("delivery_seconds", "Time from the watch handing over an Event update until every output acknowledged its occurrence (owner wait, queues, batching, export, retries)."),
 		tracked:        d("events_tracked", "Events the bridge keeps state for (those live in the API server): what its memory grows with."),
 		openEpisodes:   d("open_episodes", "Episodes (traces) open now."),
 		episodesOpened: d("episodes_opened_total", "Episodes opened."),
@@ -172,6 +173,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.eventLists, s.Lists)
 			counter(c.failed, s.Failed)
 			gauge(c.tracked, float64(s.Tracked))
+			if s.Delivery.Cumulative != nil {
+				ch <- prometheus.MustNewConstHistogram(c.delivery, s.Delivery.Count, s.Delivery.Sum, s.Delivery.Cumulative)
+			}
 		}
 	}
 	if c.engine != nil {

@@ -31,7 +31,8 @@ func TestMetricsAndHealth(t *testing.T) {
 	defer cancel()
 	c := newStatsCollector()
 	c.source = func() (watch.SourceStats, bool) {
-		return watch.SourceStats{Received: 7, Occurrences: 5, WatchErrors: 1, Lists: 2}, true
+		return watch.SourceStats{Received: 7, Occurrences: 5, WatchErrors: 1, Lists: 2,
+			Delivery: watch.Histogram{Cumulative: map[float64]uint64{0.5: 3, 1: 4}, Count: 5, Sum: 2.5}}, true
 	}
 	c.engine = func() causality.Stats {
 		return causality.Stats{OpenEpisodes: 3, EpisodesClosed: map[string]uint64{causality.CloseIdle: 2}}
@@ -67,6 +68,9 @@ func TestMetricsAndHealth(t *testing.T) {
 		`kube_otel_bridge_dropped_total{output="otlp-logs"} 0`,
 		`kube_otel_bridge_queue_depth{output="otlp-logs"} 1`,
 		"kube_otel_bridge_cached_objects 42",
+		`kube_otel_bridge_delivery_seconds_bucket{le="0.5"} 3`,
+		`kube_otel_bridge_delivery_seconds_bucket{le="+Inf"} 5`,
+		"kube_otel_bridge_delivery_seconds_sum 2.5",
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, want) {

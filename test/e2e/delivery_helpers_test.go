@@ -310,7 +310,7 @@ func waitDelivered(ctx context.Context, t *testing.T, client kubernetes.Interfac
 // ---------------------------------------------------------------------------
 // /metrics and /readyz.
 
-var metricsAddrRE = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
+var metricsAddrRE = regexp.MustCompile(`msg="serving metrics" addr=(\S+)|"msg":"serving metrics","addr":"([^"]+)"`)
 
 // metricsAddr returns the address the bridge serves /metrics on (from its
 // log).
@@ -323,7 +323,7 @@ func (b *bridge) metricsAddr(ctx context.Context) string {
 	if m == nil {
 		b.t.Fatalf("no metrics address in the bridge's log:\n%s", b.out.String())
 	}
-	return m[1]
+	return m[1] + m[2] // text or JSON log format
 }
 
 // httpGet returns the status and body of http://addr/path.

@@ -181,6 +181,12 @@ func TestHelmChart(t *testing.T) {
 	if d.Duplicates > 0 {
 		t.Errorf("duplicates: %s", d)
 	}
+	// Every occurrence's delivery was timed (acked by logs and traces).
+	if addr := b.metricsAddr(ctx); addr == "" {
+		t.Error("no metrics address logged")
+	} else if v, ok, err := metricValue(ctx, addr, "kube_otel_bridge_delivery_seconds_count"); err != nil || !ok || int(v) < d.Occurrences {
+		t.Errorf("kube_otel_bridge_delivery_seconds_count %v (present %v, %v), want at least %d", v, ok, err, d.Occurrences)
+	}
 	if !strings.Contains(b.out.String(), "became leader") {
 		t.Errorf("the chart's default (2 replicas) runs with leader election; the bridge did not lead")
 	}
