@@ -34,7 +34,15 @@ const bridgeNS = "kube-otel-bridge"
 // kubectl runs bin/kubectl against the shared cluster.
 func kubectl(ctx context.Context, t *testing.T, stdin []byte, args ...string) ([]byte, error) {
 	t.Helper()
-	bin := filepath.Join(cluster.DefaultBinDir(), "kubectl")
+	return runTool(ctx, t, "kubectl", nil, stdin, append([]string{"--kubeconfig", shared.Kubeconfig}, args...)...)
+}
+
+// runTool runs a binary of `make cluster-bins` in the repository with the
+// hermetic environment plus env; what it says on stderr goes to the test log
+// (or into the error).
+func runTool(ctx context.Context, t *testing.T, name string, env []string, stdin []byte, args ...string) ([]byte, error) {
+	t.Helper()
+	bin := filepath.Join(cluster.DefaultBinDir(), name)
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s missing (make cluster-bins): %v", bin, err)
 	}
@@ -42,9 +50,9 @@ func kubectl(ctx context.Context, t *testing.T, stdin []byte, args ...string) ([
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", shared.Kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = root
-	cmd.Env = hermeticEnv()
+	cmd.Env = append(hermeticEnv(), env...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -52,10 +60,10 @@ func kubectl(ctx context.Context, t *testing.T, stdin []byte, args ...string) ([
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return out, fmt.Errorf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		return out, fmt.Errorf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
 	}
 	if stderr.Len() > 0 {
-		t.Logf("kubectl %s (stderr): %s", strings.Join(args, " "), strings.TrimSpace(stderr.String()))
+		t.Logf("%s %s (stderr): %s", name, strings.Join(args, " "), strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
 }

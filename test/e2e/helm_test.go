@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,33 +15,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kube-otel-bridge/kube-otel-bridge/test/cluster"
 	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
 )
 
 const chartDir = "deploy/helm/kube-otel-bridge"
 
-// helmCmd runs bin/helm (make cluster-bins builds it) in the repository.
+// helmCmd runs bin/helm (make cluster-bins builds it) in the repository,
+// with its caches and config in the test's temporary directories.
 func helmCmd(ctx context.Context, t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
-	bin := filepath.Join(cluster.DefaultBinDir(), "helm")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s missing (make cluster-bins): %v", bin, err)
-	}
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = root
-	cmd.Env = append(hermeticEnv(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
-	}
-	return out, nil
+	env := []string{"HELM_CACHE_HOME=" + t.TempDir(), "HELM_CONFIG_HOME=" + t.TempDir(), "HELM_DATA_HOME=" + t.TempDir()}
+	return runTool(ctx, t, "helm", env, nil, args...)
 }
 
 // The Helm chart, rendered by helm itself with several sets of values:
