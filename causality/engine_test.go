@@ -960,3 +960,39 @@ func TestCauseSpanOutlivesItsOccurrence(t *testing.T) {
 		t.Errorf("Scheduled path %s", got)
 	}
 }
+
+// A crash during a deleted root's grace: the periodic snapshot carries the
+// deletion, so the next process closes the episode as root_deleted once the
+// grace is over (no deletion will be seen again: the root is gone), not
+// after the idle time.
+func TestRootDeletedGraceSurvivesCrash(t *testing.T) {
+	d := newDriver(t, Config{})
+	r1 := d.observe(occ("e1", 1, "BackOff", "Back-off", at(0), podA))
+	r2 := d.observe(occ("e2", 1, "BackOff", "Back-off", at(0), podB))
+	d.rootDeleted(podA.UID, at(time.Second))
+	snap, err := d.e.SnapshotOpen(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	next := newDriver(t, Config{})
+	if err := next.e.RestoreOpen(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := next.advance(at(2 * time.Second)); len(got) != 0 {
+		t.Errorf("closed within the grace: %s", dump(got))
+	}
+	closed := next.advance(at(4 * time.Second)) // grace (2s) over, idle (minutes) not
+	reasons := map[string]string{}
+	for _, s := range closed {
+		if s.Kind == KindRoot {
+			reasons[s.TraceID.String()] = attrOf(&s, "k8s.episode.close_reason")
+		}
+	}
+	if len(reasons) != 1 || reasons[r1.TraceID.String()] != CloseDeleted {
+		t.Errorf("after the restart the grace closed %v, want only the deleted root's episode (%s) as %s", reasons, r1.TraceID, CloseDeleted)
+	}
+	if n := next.e.Stats().OpenEpisodes; n != 1 {
+		t.Errorf("%d open episodes after the grace, want the live root's one (%s)", n, r2.TraceID)
+	}
+}

@@ -141,6 +141,12 @@ type savedOpen struct {
 	ObjectsOver int           `json:"ov,omitempty"`
 	Objects     []savedObject `json:"obj"`
 	Causes      []savedCause  `json:"c,omitempty"`
+	// DeleteAt: the root was deleted and the episode closes then. A
+	// snapshot taken during the grace carries it, so that after a crash the
+	// next process closes the episode as root_deleted (its root is gone
+	// and no deletion will be seen again) instead of waiting out the idle
+	// time.
+	DeleteAt time.Time `json:"del,omitzero"`
 }
 
 func saveLinks(ls []Link) []savedLink {
@@ -186,7 +192,7 @@ func (ep *episode) save() savedOpen {
 		Root: saveRef(ep.root), RootKey: ep.rootKey, Key: ep.key, Gen: ep.gen, Seq: ep.seq,
 		TraceID: ep.traceID.String(), IDs: ep.ids.String(), RootID: ep.rootID.String(), Remote: hexOrEmpty(ep.remoteParent),
 		Links: saveLinks(ep.links), Opened: ep.opened, LastActive: ep.lastActive, Events: ep.events, Warnings: ep.warnings,
-		Trigger: ep.trigger, ObjectsOver: ep.objectsOver,
+		Trigger: ep.trigger, ObjectsOver: ep.objectsOver, DeleteAt: ep.deleteAt,
 	}
 	for _, k := range ep.order {
 		o := ep.objects[k]
@@ -231,7 +237,7 @@ func loadEpisode(s savedOpen) (*episode, error) {
 	}
 	ep := &episode{root: s.Root.ref(), rootKey: s.RootKey, key: s.Key, gen: s.Gen, seq: s.Seq,
 		opened: s.Opened, lastActive: s.LastActive, events: s.Events, warnings: s.Warnings, trigger: s.Trigger,
-		objectsOver: s.ObjectsOver, objects: map[string]*object{}}
+		objectsOver: s.ObjectsOver, deleteAt: s.DeleteAt, objects: map[string]*object{}}
 	var err error
 	if ep.traceID, err = trace.TraceIDFromHex(s.TraceID); err != nil {
 		return bad(err)
