@@ -589,9 +589,6 @@ func (c *ackContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// noAck is the done callback of an occurrence nobody tracks.
-func noAck() {}
-
 // DoneFromContext returns the function the handler calls once when every
 // output acknowledged the occurrence (a no-op without a tracker).
 func DoneFromContext(ctx context.Context) func() {

@@ -356,6 +356,18 @@ func (d *delivery) done() {
 	d.src.spare.Put(d.home)
 }
 
+// multiDone is the done callback of one occurrence of an update with
+// several: it times the delivery and counts the occurrence done in the
+// update's tracker state (u, nil when not tracked).
+func (s *EventSource) multiDone(observed time.Time, u *trackedUpdate) func() {
+	return func() {
+		s.stats.delivery.observe(s.opts.Now().Sub(observed))
+		if u != nil {
+			u.done()
+		}
+	}
+}
+
 // Run processes events until ctx ends: dedup, convert, resolve owners, hand
 // to the handler. It returns when ctx is done.
 func (s *EventSource) Run(ctx context.Context) {
@@ -425,8 +437,7 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		}
 	}
 	ds := s.occurrences(ob.ev, uid, count, ob.at)
-	done := noAck
-	tracked := false
+	var update *trackedUpdate
 	if t := s.opts.Tracker; t != nil {
 		// The update's state lives in its first occurrence; with none, the
 		// update is done at once.
@@ -434,20 +445,23 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		if len(ds) == 0 {
 			t.begin(nil, uid, rv, created, count, 0)
 		} else if u := &ds[0].update; t.begin(u, uid, rv, created, count, len(ds)) {
-			tracked = true
-			if ds[0].home == nil {
-				done = u.done
-			}
+			update = u
 		}
 	}
 	if len(ds) == 1 && ds[0].home != nil {
-		ds[0].tracked = tracked
-		done = ds[0].finish
+		ds[0].tracked = update != nil
+		ds[0].ctx.done = ds[0].finish
+	} else {
+		// Several occurrences (a count that rose by more than one): rare,
+		// so each gets a done callback of its own, timed like a recycled
+		// delivery's.
+		for i := range ds {
+			ds[i].ctx.done = s.multiDone(ds[i].occ.Observed, update)
+		}
 	}
 	holds := false
 	for i := range ds {
 		d := &ds[i]
-		d.ctx.done = done
 		chain, known := s.objects.Chain(d.occ.Chain)
 		d.occ.Chain = chain
 		if !known {
@@ -593,8 +607,7 @@ type SourceStats struct {
 	// the API server (what memory grows with, see the README's sizing).
 	Tracked int
 	// Delivery is the time from the watch handing an Event update over to
-	// every output acknowledging its occurrence (updates with one
-	// occurrence: nearly all).
+	// every output acknowledging its occurrence.
 	Delivery Histogram
 }
 

@@ -859,4 +859,25 @@ func TestDeliveryHistogram(t *testing.T) {
 	if h.Count != 1 || h.Cumulative[2.5] != 0 || h.Cumulative[5] != 1 || h.Sum != 3 {
 		t.Errorf("histogram %+v, want one observation of 3 s", h)
 	}
+
+	// An update with several occurrences (the count jumped from 1 to 3):
+	// each is timed when it is acked.
+	updateEvent(t, client, "demo", "ev-slow", func(ev *eventsv1.Event) { setSeries(ev, 3, clock.Now()) })
+	var two []func()
+	for len(two) < 2 {
+		select {
+		case f := <-acks:
+			two = append(two, f)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of 2 occurrences handed over", len(two))
+		}
+	}
+	clock.Advance(time.Second)
+	two[0]()
+	clock.Advance(20 * time.Second)
+	two[1]()
+	h = src.Stats().Delivery
+	if h.Count != 3 || h.Cumulative[0.5] != 0 || h.Cumulative[1] != 1 || h.Cumulative[5] != 2 || h.Cumulative[10] != 2 || h.Cumulative[30] != 3 || h.Sum != 3+1+21 {
+		t.Errorf("histogram %+v, want observations of 3, 1 and 21 s", h)
+	}
 }
