@@ -70,20 +70,29 @@ func Deployment(name, image string, replicas int32) *appsv1.Deployment {
 func WaitDeploymentComplete(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
 	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		s := d.Status
-		if s.ObservedGeneration < d.Generation || s.UpdatedReplicas != want || s.Replicas != want || s.AvailableReplicas != want {
+		if err != nil || !DeploymentComplete(d) {
 			return false, nil
 		}
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		return err == nil && len(pods.Items) == int(want), nil
+		return err == nil && len(pods.Items) == int(DeploymentReplicas(d)), nil
 	})
+}
+
+// DeploymentReplicas is the number of pods the Deployment asks for.
+func DeploymentReplicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas != nil {
+		return *d.Spec.Replicas
+	}
+	return 1
+}
+
+// DeploymentComplete tells whether the Deployment's status says its newest
+// generation is fully rolled out and available (old pods may still be
+// terminating).
+func DeploymentComplete(d *appsv1.Deployment) bool {
+	want := DeploymentReplicas(d)
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want
 }
 
 // Rollout creates a 3-replica Deployment, waits for it, then changes its
