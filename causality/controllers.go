@@ -43,9 +43,18 @@ var controllerRules = []controllerRule{
 	{"CronJob", "SuccessfulDelete", lastWord("Deleted job "), "Job", false}, // ^Deleted job (\S+)$
 }
 
+// aggregatedPrefix starts the note of an Event that client-go's event
+// recorder aggregated: from the tenth similar event about one object within
+// ten minutes (same source, reason and type, another note), it updates one
+// Event, its count and its note, instead of creating another, so in a
+// ReplicaSet of ten pods or more the later "Created pod: X" come as
+// "(combined from similar events): Created pod: X".
+const aggregatedPrefix = "(combined from similar events): "
+
 // parseActedOn returns what a controller event acted on, if it is one of the
-// built-in controllers' events.
+// built-in controllers' events (aggregated or not).
 func parseActedOn(kind, reason, note string) (actedOn, bool) {
+	note = strings.TrimPrefix(note, aggregatedPrefix)
 	for i := range controllerRules {
 		r := &controllerRules[i]
 		if r.reason != reason || (r.kind != "" && r.kind != kind) {

@@ -2,6 +2,7 @@ package causality
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/test/racebuild"
@@ -42,12 +43,17 @@ var controllerNotes = []string{
 	"Successfully assigned default/web-1 to node-1", "Successfully assigned web-1 to node-1", "Successfully assigned /a to n",
 	"Successfully assigned a/ to n", "Successfully assigned a//b to n", "Successfully assigned a/b to ", "Successfully assigned a/b/c to n x",
 	"Successfully assigned a/b  to n", "Successfully assigned a/b to n\n", "", "x",
+	"(combined from similar events): Created pod: web-10", "(combined from similar events): Deleted pod: web-11",
+	"(combined from similar events): Scaled up replica set web-5d4f from 9 to 10", "(combined from similar events):Created pod: x",
+	"(combined from similar events): (combined from similar events): Created pod: x", "Created pod: (combined from similar events): x",
 }
 
 var controllerKinds = []string{"Deployment", "ReplicaSet", "StatefulSet", "CronJob", "Job"}
 var controllerReasons = []string{"ScalingReplicaSet", "SuccessfulCreate", "SuccessfulDelete", "SawCompletedJob", "Scheduled"}
 
 func referenceActedOn(kind, reason, note string) (actedOn, bool) {
+	// An aggregated event's note is the latest one behind a fixed prefix.
+	note = strings.TrimPrefix(note, "(combined from similar events): ")
 	for i, r := range referenceRules {
 		if r.reason != reason || (r.kind != "" && r.kind != kind) {
 			continue

@@ -996,3 +996,32 @@ func TestRootDeletedGraceSurvivesCrash(t *testing.T) {
 		t.Errorf("%d open episodes after the grace, want the live root's one (%s)", n, r2.TraceID)
 	}
 }
+
+// From the tenth pod a ReplicaSet creates within ten minutes, client-go's
+// event recorder aggregates: one Event whose count rises, its note the latest
+// "Created pod: X" behind "(combined from similar events): ". Each count is
+// an occurrence that still parents the pod it names.
+func TestAggregatedControllerEventsParentTheirPods(t *testing.T) {
+	d := newDriver(t, Config{})
+	d.observe(occ("ev-dep", 1, "ScalingReplicaSet", "Scaled up replica set web-1 from 0 to 12", at(0), dep))
+	var pods []convert.Ref
+	for i := range 12 {
+		pod := ref("Pod", "ns", fmt.Sprintf("web-1-%02d", i), fmt.Sprintf("pod-uid-%02d", i))
+		pods = append(pods, pod)
+		ms := at(time.Duration(10+i) * time.Millisecond)
+		if i < 9 {
+			d.observe(occ(fmt.Sprintf("ev-rs-%02d", i), 1, "SuccessfulCreate", "Created pod: "+pod.Name, ms, rs, dep))
+		} else {
+			// The aggregated Event: counts 1, 2, 3 for pods 9, 10, 11.
+			d.observe(occ("ev-rs-agg", int32(i-8), "SuccessfulCreate", "(combined from similar events): Created pod: "+pod.Name, ms, rs, dep))
+		}
+		d.observe(occ("ev-sched-"+pod.Name, 1, "Scheduled", "Successfully assigned ns/"+pod.Name+" to node-1", ms.Add(time.Second), pod, rs, dep))
+	}
+	ss := d.flush()
+	for _, pod := range pods {
+		want := "Deployment web > Deployment.ScalingReplicaSet > ReplicaSet web-1 > ReplicaSet.SuccessfulCreate > Pod " + pod.Name + " > Pod.Scheduled"
+		if got := ss.path(ss.event(t, "ev-sched-"+pod.Name, 1)); got != want {
+			t.Errorf("path\n got %s\nwant %s", got, want)
+		}
+	}
+}
