@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,32 +66,34 @@ func TestLoadRollouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var nodes []string
-	for i := range nNodes {
-		name := fmt.Sprintf("storm-%s-%02d", ns[len(ns)-5:], i)
-		if err := shared.AddNode(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, name)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, n := range nodes {
-			_ = shared.Client.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
-		}
-	})
-	if err := shared.WaitNodesReady(ctx, nodes...); err != nil {
-		t.Fatal(err)
-	}
+	nodes := addDedicatedNodes(ctx, t, "storm-"+ns[len(ns)-5:], nNodes)
 
 	// As deployed, and as TestLoad runs it, but with a short
 	// --episode-idle: a stop with a checkpoint carries open episodes over to
 	// the next process instead of closing them, so the traces are complete
 	// only once every episode closed on its own.
-	e.b = startBridge(t, e.rcv.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--state-namespace", ns, "--episode-idle", "10s"},
-		Env: []string{"GOMAXPROCS=1", "GOGC=50"}})
+	args := []string{"--state-namespace", ns, "--episode-idle", "10s"}
+	// KOB_LOAD_CPUPROFILE=file: a CPU profile of the bridge during the
+	// storm's first KOB_LOAD_PROFILE_SECONDS (default 20).
+	cpuProfile := os.Getenv("KOB_LOAD_CPUPROFILE")
+	profSeconds := loadEnvInt(t, "KOB_LOAD_PROFILE_SECONDS", 20)
+	if cpuProfile != "" {
+		args = append(args, "--pprof")
+	}
+	env := []string{"GOMAXPROCS=1", "GOGC=50"}
+	e.b = startBridge(t, e.rcv.Addr(), bridgeOpts{Namespaces: ns, Args: args, Env: env})
 	pid := e.b.cmd.Process.Pid
+	// KOB_LOAD_PAIR_BIN and/or KOB_LOAD_PAIR_ENV: a second bridge beside
+	// the first, as in TestLoad (its own receiver and checkpoint), for the
+	// ratio of their CPU on the same storm.
+	var pair *bridge
+	var pairRcv *otlpreceiver.Receiver
+	if pairBin, pairEnv := os.Getenv("KOB_LOAD_PAIR_BIN"), strings.Fields(os.Getenv("KOB_LOAD_PAIR_ENV")); pairBin != "" || len(pairEnv) > 0 {
+		pairRcv = otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+		pair = startBridge(t, pairRcv.Addr(), bridgeOpts{Namespaces: ns, Bin: pairBin,
+			Args: []string{"--state-namespace", shared.NewNamespace(t), "--episode-idle", "10s"}, Env: append(slices.Clone(env), pairEnv...)})
+		t.Logf("pair: %q with %v beside %s", pairBin, pairEnv, bridgeBin)
+	}
 
 	names := make([]string, nDeploy)
 	for i := range names {
@@ -114,6 +117,27 @@ func TestLoadRollouts(t *testing.T) {
 	// controllers carry one-second timestamps only).
 	seen := newOccurrenceWatch(ctx, t, client, ns)
 	cpu0, sw0 := loadCPUSeconds(t, pid), loadCtxSwitches(t, pid)
+	var pairCPU0 float64
+	if pair != nil {
+		pairCPU0 = loadCPUSeconds(t, pair.cmd.Process.Pid)
+	}
+	profDone := make(chan struct{})
+	if cpuProfile != "" {
+		addr := e.b.metricsAddr(ctx)
+		go func() {
+			defer close(profDone)
+			code, body, err := httpGetTimeout(ctx, addr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", profSeconds), time.Duration(profSeconds+20)*time.Second)
+			if err != nil || code != 200 {
+				t.Errorf("CPU profile: HTTP %d, %v", code, err)
+				return
+			}
+			if err := os.WriteFile(cpuProfile, []byte(body), 0o644); err != nil {
+				t.Error(err)
+			}
+		}()
+	} else {
+		close(profDone)
+	}
 	stormStart := time.Now()
 	stormParallel(t, names, func(name string) error {
 		patch := `{"spec":{"template":{"metadata":{"annotations":{"storm/rev":"2"}}}}}`
@@ -124,8 +148,13 @@ func TestLoadRollouts(t *testing.T) {
 	rolled := time.Since(stormStart)
 	e.waitCovered()
 	covered := time.Since(stormStart)
+	<-profDone
 	time.Sleep(2 * time.Second) // late duplicates
 	cpu1, sw1 := loadCPUSeconds(t, pid), loadCtxSwitches(t, pid)
+	var pairCPU1 float64
+	if pair != nil {
+		pairCPU1 = loadCPUSeconds(t, pair.cmd.Process.Pid)
+	}
 	hwm := loadStatusKB(t, pid, "VmHWM")
 	occ := seen.stop()
 	if len(occ) == 0 {
@@ -180,6 +209,22 @@ func TestLoadRollouts(t *testing.T) {
 		float64(sw1-sw0)/float64(n), float64(hwm)/1024, missing, len(f.roots), len(f.nodes))
 	if missing > 0 {
 		t.Errorf("%d of the storm's %d occurrences have no record", missing, n)
+	}
+	if pair != nil {
+		pairGot := map[string]bool{}
+		for deadline := time.Now().Add(time.Minute); len(pairGot) < n && time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			for _, r := range pairRcv.Logs() {
+				if key := attr(r, "k8s.event.uid") + "#" + attr(r, "k8s.event.count"); !occ[key].IsZero() {
+					pairGot[key] = true
+				}
+			}
+		}
+		pairCPU := pairCPU1 - pairCPU0
+		t.Logf("KOB_LOAD_PAIR occurrences=%d cpu_s_per_10k=%.3f pair_cpu_s_per_10k=%.3f pair_over_main=%.3f pair_missing=%d",
+			n, cpu/float64(n)*10000, pairCPU/float64(n)*10000, pairCPU/cpu, n-len(pairGot))
+		if len(pairGot) != n {
+			t.Errorf("pair: %d of the storm's %d occurrences have no record", n-len(pairGot), n)
+		}
 	}
 	checkStormTraces(ctx, t, f, client, ns, names, replicas)
 }

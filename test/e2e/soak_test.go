@@ -105,25 +105,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Fake nodes of the soak's own (tainted: other tests' pods stay off).
-	var nodes []string
-	for i := range 3 {
-		name := fmt.Sprintf("soak-%s-%d", ns[len(ns)-5:], i)
-		if err := shared.AddNode(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, name)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, n := range nodes {
-			_ = shared.Client.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
-		}
-	})
-	if err := shared.WaitNodesReady(ctx, nodes...); err != nil {
-		t.Fatal(err)
-	}
+	nodes := addDedicatedNodes(ctx, t, "soak-"+ns[len(ns)-5:], 3)
 	setupStart := time.Now()
 	for i := range nDeploy {
 		d := soakDeployment(fmt.Sprintf("app-%02d", i), nodes)
@@ -319,6 +301,32 @@ func TestSoak(t *testing.T) {
 	case int64(dups) != tot.DuplicatesResent+tot.DuplicatesFresh:
 		t.Errorf("%d duplicate records by key, %d by request: the tallies disagree", dups, tot.DuplicatesResent+tot.DuplicatesFresh)
 	}
+}
+
+// addDedicatedNodes adds n fake nodes named prefix-0…, tainted so that only
+// the test's own pods (soakDeployment tolerates the taint) run on them,
+// waits until they are Ready and deletes them when the test ends.
+func addDedicatedNodes(ctx context.Context, t *testing.T, prefix string, n int) []string {
+	t.Helper()
+	var nodes []string
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, n := range nodes {
+			_ = shared.Client.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
+		}
+	})
+	for i := range n {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		if err := shared.AddNode(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, name)
+	}
+	if err := shared.WaitNodesReady(ctx, nodes...); err != nil {
+		t.Fatal(err)
+	}
+	return nodes
 }
 
 // soakDeployment is a 3-replica Deployment pinned to the soak's nodes, with a
