@@ -39,6 +39,10 @@ type Client struct {
 	Config *rest.Config
 	// Metadata reads objects as metadata only (the object cache).
 	Metadata metadata.Interface
+	// MetadataStreams is Metadata over connections of its own, as the
+	// Events': HTTP/1.1 with coalesced reads, one connection per watch. Nil
+	// when Options.EventsReadDelay is off. See MetadataFor.
+	MetadataStreams metadata.Interface
 
 	core, coreEvents, events, coordination *rest.RESTClient
 	params                                 runtime.ParameterCodec
@@ -46,13 +50,13 @@ type Client struct {
 
 // Options are the client's tunables.
 type Options struct {
-	// EventsReadDelay, when positive, gives the Events API clients their
-	// own connection whose reads are coalesced: after a read that emptied
-	// the socket, the next waits until EventsReadDelay has passed (see
-	// coalescingConn). It bounds the wake-ups per second the Events watch
-	// causes, for at most that much more delivery lag. It has no effect
-	// when the rest.Config brings its own Transport (there is no dial to
-	// wrap).
+	// EventsReadDelay, when positive, gives the Events API clients (and
+	// MetadataStreams) their own connections whose reads are coalesced:
+	// after a read that emptied the socket, the next waits until
+	// EventsReadDelay has passed (see coalescingConn). It bounds the
+	// wake-ups per second a watch causes, for at most that much more
+	// delivery lag. It has no effect when the rest.Config brings its own
+	// Transport (there is no dial to wrap).
 	EventsReadDelay time.Duration
 }
 
@@ -62,6 +66,27 @@ func (o Options) Validate() error {
 		return fmt.Errorf("events read delay %s: want 0 (off) to 1s", o.EventsReadDelay)
 	}
 	return nil
+}
+
+// MaxStreamedWatches is how many object watches MetadataFor gives
+// connections of their own: the object cache's kinds in all namespaces (8),
+// or in two.
+const MaxStreamedWatches = 16
+
+// MetadataFor returns the metadata client for an object cache that runs
+// watches watches. Up to MaxStreamedWatches it is MetadataStreams (when
+// set): in a rollout storm the pods', ReplicaSets' and Deployments' updates
+// outnumber the Events, and over HTTP/2 every 4 KB read makes the client
+// write two WINDOW_UPDATE frames (TLS records), a few thousand writes a
+// second, and every update wakes the process; on connections of their own
+// they are read in bursts like the Events. Beyond that, Metadata: the
+// watches share one HTTP/2 connection instead of each holding a TLS
+// connection and two goroutines.
+func (c *Client) MetadataFor(watches int) metadata.Interface {
+	if c.MetadataStreams != nil && watches <= MaxStreamedWatches {
+		return c.MetadataStreams
+	}
+	return c.Metadata
 }
 
 // New returns a client for cfg with the default Options.
@@ -115,6 +140,11 @@ func NewWithOptions(cfg *rest.Config, o Options) (*Client, error) {
 	}
 	codecs := serializer.NewCodecFactory(scheme).WithoutConversion()
 	c := &Client{Config: base, Metadata: md, params: runtime.NewParameterCodec(scheme)}
+	if eventsHTTP != httpClient {
+		if c.MetadataStreams, err = metadata.NewForConfigAndClient(base, eventsHTTP); err != nil {
+			return nil, fmt.Errorf("kubernetes metadata client: %w", err)
+		}
+	}
 	for _, r := range []struct {
 		client  **rest.RESTClient
 		gv      schema.GroupVersion

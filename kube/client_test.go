@@ -17,6 +17,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
 
@@ -207,9 +208,10 @@ func TestClientPrefersProtobuf(t *testing.T) {
 	}
 }
 
-// With EventsReadDelay the Events API clients (both APIs) have their own
-// connection (coalescing its reads, HTTP/1.1); everything else shares the
-// other one (HTTP/2 with a server that speaks it).
+// With EventsReadDelay the Events API clients (both APIs) and the metadata
+// client of an object cache with few watches have their own connections
+// (coalescing their reads, HTTP/1.1); everything else shares the other one
+// (HTTP/2 with a server that speaks it).
 func TestClientEventsConnection(t *testing.T) {
 	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
 		var mu sync.Mutex
@@ -222,6 +224,8 @@ func TestClientEventsConnection(t *testing.T) {
 			mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			switch {
+			case strings.HasSuffix(r.URL.Path, "/pods"):
+				_ = json.NewEncoder(w).Encode(metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}})
 			case strings.HasPrefix(r.URL.Path, "/apis/"):
 				_ = json.NewEncoder(w).Encode(eventsv1.EventList{TypeMeta: metav1.TypeMeta{Kind: "EventList", APIVersion: "events.k8s.io/v1"}})
 			case strings.HasSuffix(r.URL.Path, "/events"):
@@ -248,8 +252,19 @@ func TestClientEventsConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// An object cache of 8 watches streams them like the Events; one of
+		// 17 multiplexes them on the shared connection.
+		pods := schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+		for ns, watches := range map[string]int{"few": MaxStreamedWatches / 2, "many": MaxStreamedWatches + 1} {
+			if _, err := c.MetadataFor(watches).Resource(pods).Namespace(ns).List(ctx, metav1.ListOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		srv.Close()
 		ns, ev, core := remote["/api/v1/namespaces/kube-system"], remote["/apis/events.k8s.io/v1/events"], remote["/api/v1/events"]
+		if few, many := remote["/api/v1/namespaces/few/pods"], remote["/api/v1/namespaces/many/pods"]; few != map[bool]string{true: ev, false: ns}[delay > 0] || many != ns {
+			t.Errorf("delay %s: object lists for few watches from %s, for many from %s; want %s (%s with the delay) and %s", delay, few, many, ns, ev, ns)
+		}
 		if ev != core {
 			t.Errorf("delay %s: the two Events APIs came from %s and %s, want one connection", delay, ev, core)
 		}
@@ -260,7 +275,8 @@ func TestClientEventsConnection(t *testing.T) {
 		if delay > 0 {
 			wantEvents = 1
 		}
-		for path, want := range map[string]int{"/api/v1/namespaces/kube-system": 2, "/apis/events.k8s.io/v1/events": wantEvents, "/api/v1/events": wantEvents} {
+		for path, want := range map[string]int{"/api/v1/namespaces/kube-system": 2, "/apis/events.k8s.io/v1/events": wantEvents, "/api/v1/events": wantEvents,
+			"/api/v1/namespaces/few/pods": wantEvents, "/api/v1/namespaces/many/pods": 2} {
 			if proto[path] != want {
 				t.Errorf("delay %s: %s over HTTP/%d, want HTTP/%d", delay, path, proto[path], want)
 			}

@@ -131,18 +131,28 @@ func NewObjectCache(opts CacheOptions) (*ObjectCache, error) {
 	return c, nil
 }
 
+// Watches is how many watches Start runs: one per kind and namespace
+// (Nodes: one).
+func (c *ObjectCache) Watches() int {
+	n := 0
+	for _, k := range WatchedKinds {
+		n += len(c.namespacesOf(k))
+	}
+	return n
+}
+
+// namespacesOf are the namespaces k is watched in ("": all).
+func (c *ObjectCache) namespacesOf(k watchedKind) []string {
+	if len(c.opts.Namespaces) == 0 || k.kind == "Node" {
+		return []string{metav1.NamespaceAll}
+	}
+	return c.opts.Namespaces
+}
+
 // Start creates the metadata informers and starts them; use WaitForSync.
 func (c *ObjectCache) Start(ctx context.Context, client metadata.Interface) error {
-	namespaces := c.opts.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
-	}
 	for _, k := range WatchedKinds {
-		nss := namespaces
-		if k.kind == "Node" {
-			nss = []string{metav1.NamespaceAll}
-		}
-		for _, ns := range nss {
+		for _, ns := range c.namespacesOf(k) {
 			what := fmt.Sprintf("%s %s", k.apiVersion, k.gvr.Resource)
 			if ns != "" {
 				what += " in namespace " + ns

@@ -476,3 +476,23 @@ func TestChainKeepsOwnerUIDs(t *testing.T) {
 		t.Errorf("%d UID strings kept after their objects were collected", len(c.uidStrs))
 	}
 }
+
+// Watches counts what Start runs: each kind once per namespace, Nodes once.
+func TestObjectCacheWatches(t *testing.T) {
+	for _, tt := range []struct {
+		namespaces []string
+		want       int
+	}{
+		{nil, len(WatchedKinds)},
+		{[]string{"a"}, len(WatchedKinds)},
+		{[]string{"a", "b", "c"}, 3*(len(WatchedKinds)-1) + 1},
+	} {
+		c, err := NewObjectCache(CacheOptions{Namespaces: tt.namespaces})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Watches(); got != tt.want {
+			t.Errorf("namespaces %v: %d watches, want %d", tt.namespaces, got, tt.want)
+		}
+	}
+}

@@ -100,7 +100,7 @@ func recordCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if err := objects.Start(ctx, kc.Metadata); err != nil {
+	if err := objects.Start(ctx, kc.MetadataFor(objects.Watches())); err != nil {
 		return err
 	}
 	if !objects.WaitForSync(ctx) {
