@@ -67,6 +67,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEvent$$' -fuzztime $(FUZZTIME) ./convert/
 	$(GO) test -run '^$$' -fuzz '^FuzzEventProto$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzWatchEventProto$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzMetadataProto$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRecording$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzControllerParsers$$' -fuzztime $(FUZZTIME) ./causality/

@@ -113,7 +113,7 @@ func NewWithOptions(cfg *rest.Config, o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	md, err := metadata.NewForConfigAndClient(base, httpClient)
+	md, err := newMetadataClient(base, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes metadata client: %w", err)
 	}
@@ -141,7 +141,7 @@ func NewWithOptions(cfg *rest.Config, o Options) (*Client, error) {
 	codecs := serializer.NewCodecFactory(scheme).WithoutConversion()
 	c := &Client{Config: base, Metadata: md, params: runtime.NewParameterCodec(scheme)}
 	if eventsHTTP != httpClient {
-		if c.MetadataStreams, err = metadata.NewForConfigAndClient(base, eventsHTTP); err != nil {
+		if c.MetadataStreams, err = newMetadataClient(base, eventsHTTP); err != nil {
 			return nil, fmt.Errorf("kubernetes metadata client: %w", err)
 		}
 	}

@@ -180,44 +180,8 @@ func (d *EventDecoder) Decode(api EventAPI, data []byte) (*eventsv1.Event, error
 // with a content encoding or content type, or one that does not parse (the
 // caller's normal decoder then reports the error).
 func EventEnvelope(data []byte) (EventAPI, []byte) {
-	if len(data) < len(protobufPrefix) || string(data[:len(protobufPrefix)]) != protobufPrefix {
-		return NotAnEvent, nil
-	}
-	b := data[len(protobufPrefix):]
-	var apiVersion, kind, raw []byte
-	for i := 0; i < len(b); {
-		pre := i
-		num, typ, j, err := tag(b, i)
-		if err != nil {
-			return NotAnEvent, nil
-		}
-		i = j
-		switch num {
-		case 1, 2, 3, 4: // typeMeta, raw, contentEncoding, contentType
-			s, e, err := lenField(b, i, typ, "")
-			if err != nil {
-				return NotAnEvent, nil
-			}
-			i = e
-			switch num {
-			case 1:
-				if apiVersion, kind, err = typeMeta(b[s:e]); err != nil {
-					return NotAnEvent, nil
-				}
-			case 2:
-				raw = b[s:e]
-			default:
-				if e > s {
-					return NotAnEvent, nil
-				}
-			}
-		default:
-			if i, err = skipField(b, pre); err != nil {
-				return NotAnEvent, nil
-			}
-		}
-	}
-	if string(kind) != "Event" || raw == nil {
+	apiVersion, kind, raw, ok := protoEnvelope(data)
+	if !ok || string(kind) != "Event" {
 		return NotAnEvent, nil
 	}
 	switch string(apiVersion) {
@@ -227,6 +191,51 @@ func EventEnvelope(data []byte) (EventAPI, []byte) {
 		return CoreV1, raw
 	}
 	return NotAnEvent, nil
+}
+
+// protoEnvelope reads an object as the protobuf serializer writes it
+// ("k8s\x00" and a runtime.Unknown): its apiVersion, kind and message (a
+// sub-slice of data). ok is false for another encoding, an envelope with a
+// content encoding or content type or without a message, or one that does
+// not parse.
+func protoEnvelope(data []byte) (apiVersion, kind, raw []byte, ok bool) {
+	if len(data) < len(protobufPrefix) || string(data[:len(protobufPrefix)]) != protobufPrefix {
+		return nil, nil, nil, false
+	}
+	b := data[len(protobufPrefix):]
+	for i := 0; i < len(b); {
+		pre := i
+		num, typ, j, err := tag(b, i)
+		if err != nil {
+			return nil, nil, nil, false
+		}
+		i = j
+		switch num {
+		case 1, 2, 3, 4: // typeMeta, raw, contentEncoding, contentType
+			s, e, err := lenField(b, i, typ, "")
+			if err != nil {
+				return nil, nil, nil, false
+			}
+			i = e
+			switch num {
+			case 1:
+				if apiVersion, kind, err = typeMeta(b[s:e]); err != nil {
+					return nil, nil, nil, false
+				}
+			case 2:
+				raw = b[s:e]
+			default:
+				if e > s {
+					return nil, nil, nil, false
+				}
+			}
+		default:
+			if i, err = skipField(b, pre); err != nil {
+				return nil, nil, nil, false
+			}
+		}
+	}
+	return apiVersion, kind, raw, raw != nil
 }
 
 // typeMeta reads the runtime.TypeMeta of an envelope.

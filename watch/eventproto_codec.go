@@ -66,17 +66,28 @@ func (s *EventProtoSerializer) Decode(data []byte, defaults *schema.GroupVersion
 // and get of Events through that client decodes them with an EventDecoder.
 // ns is typically a CodecFactory's WithoutConversion().
 func WithEventProtoDecoding(ns runtime.NegotiatedSerializer, coreV1 bool) runtime.NegotiatedSerializer {
+	return wrapProto(ns, func(base runtime.Serializer) runtime.Serializer { return NewEventProtoSerializer(base, coreV1) },
+		func(raw []byte) bool {
+			api, _ := EventEnvelope(raw)
+			return api == EventsV1 || (api == CoreV1 && coreV1)
+		})
+}
+
+// wrapProto returns ns with the Serializer of its protobuf media type
+// wrapped by wrap and its stream serializer in a WatchEventProtoSerializer
+// that takes the frames whose object take accepts.
+func wrapProto(ns runtime.NegotiatedSerializer, wrap func(runtime.Serializer) runtime.Serializer, take func(raw []byte) bool) runtime.NegotiatedSerializer {
 	infos := append([]runtime.SerializerInfo(nil), ns.SupportedMediaTypes()...)
 	for i := range infos {
 		if infos[i].MediaType != runtime.ContentTypeProtobuf {
 			continue
 		}
 		if infos[i].Serializer != nil {
-			infos[i].Serializer = NewEventProtoSerializer(infos[i].Serializer, coreV1)
+			infos[i].Serializer = wrap(infos[i].Serializer)
 		}
 		if ss := infos[i].StreamSerializer; ss != nil && ss.Serializer != nil {
 			wrapped := *ss
-			wrapped.Serializer = NewWatchEventProtoSerializer(ss.Serializer, coreV1)
+			wrapped.Serializer = &WatchEventProtoSerializer{Serializer: ss.Serializer, take: take}
 			infos[i].StreamSerializer = &wrapped
 		}
 	}

@@ -30,16 +30,24 @@ import (
 // Event (the Status of an ERROR event), an unknown event type, repeated or
 // unknown fields, anything that does not parse — goes to the wrapped
 // serializer, which decodes it (and reports errors) exactly as before.
+//
+// The same goes for the frames of metadata-only watches
+// (WithMetadataProtoDecoding), whose objects go to a
+// MetadataProtoSerializer.
 type WatchEventProtoSerializer struct {
 	runtime.Serializer
-	core bool
+	// take says whether a frame's object is one to view rather than copy.
+	take func(raw []byte) bool
 }
 
 // NewWatchEventProtoSerializer wraps base, the protobuf stream serializer.
 // coreV1 also takes frames holding core/v1 Events (set it as for
 // NewEventProtoSerializer).
 func NewWatchEventProtoSerializer(base runtime.Serializer, coreV1 bool) *WatchEventProtoSerializer {
-	return &WatchEventProtoSerializer{Serializer: base, core: coreV1}
+	return &WatchEventProtoSerializer{Serializer: base, take: func(raw []byte) bool {
+		api, _ := EventEnvelope(raw)
+		return api == EventsV1 || (api == CoreV1 && coreV1)
+	}}
 }
 
 var watchEventGVK = metav1.SchemeGroupVersion.WithKind("WatchEvent")
@@ -48,7 +56,7 @@ var watchEventGVK = metav1.SchemeGroupVersion.WithKind("WatchEvent")
 func (s *WatchEventProtoSerializer) Decode(data []byte, defaults *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
 	if we, ok := into.(*metav1.WatchEvent); ok && we != nil {
 		if typ, raw, ok := parseWatchEvent(data); ok {
-			if api, _ := EventEnvelope(raw); api == EventsV1 || (api == CoreV1 && s.core) {
+			if s.take(raw) {
 				*we = metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: raw}}
 				return we, &watchEventGVK, nil
 			}
