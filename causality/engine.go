@@ -120,8 +120,11 @@ const (
 // Engine assembles occurrences into episodes and spans. It is not safe for
 // concurrent use: one goroutine feeds it, as the watch worker does.
 type Engine struct {
-	cfg  Config
-	open map[string]*episode // by root key
+	cfg Config
+	// snapshotCap sizes SnapshotOpen's buffer: the last snapshot's size
+	// and a quarter.
+	snapshotCap int
+	open        map[string]*episode // by root key
 	// named indexes the open episodes of nodes and scale targets by root
 	// kind and name, for the links of node and HPA events (a scan of every
 	// open episode per event before); kept in step with open by addOpen

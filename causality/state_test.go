@@ -3,6 +3,8 @@ package causality
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -232,4 +234,38 @@ func TestStateReadsBareMarks(t *testing.T) {
 	if l, ok := e.last["Deployment/ns/web"]; !ok || l.gen != 3 || l.seq != 1 {
 		t.Errorf("restored %+v", e.last)
 	}
+}
+
+// SnapshotOpen writes each open episode's JSON, most recently active first,
+// as long as the array fits the budget.
+func TestSnapshotOpenBudget(t *testing.T) {
+	d := newDriver(t, Config{})
+	for i := range 5 {
+		pod := ref("Pod", "ns", fmt.Sprintf("p-%d", i), fmt.Sprintf("uid-p-%d", i))
+		d.observe(occ(fmt.Sprintf("e-%d", i), 1, "BackOff", "Back-off", at(time.Duration(i)*time.Second), pod))
+	}
+	var parts [][]byte
+	for _, ep := range d.e.byActivity() {
+		b, err := json.Marshal(ep.save())
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, b)
+	}
+	all := append(append([]byte{'['}, bytes.Join(parts, []byte{','})...), ']')
+	for _, tt := range []struct {
+		budget, want int
+	}{
+		{len(all), 5}, {len(all) - 2, 4}, {1 + len(parts[0]), 1}, {len(parts[0]), 0},
+	} {
+		got, err := d.e.SnapshotOpen(tt.budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(append([]byte{'['}, bytes.Join(parts[:tt.want], []byte{','})...), ']')
+		if !bytes.Equal(got, want) {
+			t.Errorf("budget %d: got %d bytes, want the first %d episodes (%d bytes)", tt.budget, len(got), tt.want, len(want))
+		}
+	}
+	d.flush()
 }

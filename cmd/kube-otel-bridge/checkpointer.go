@@ -99,7 +99,7 @@ func (c *checkpointer) save(ctx context.Context, open []byte, final bool) error 
 		if dropOpen {
 			saveOpen = nil
 		}
-		cp.Extra = engineState{Marks: marks, Open: saveOpen}.appendJSON(nil)
+		cp.Extra = engineState{Marks: marks, Open: saveOpen}.appendJSON(make([]byte, 0, len(marks)+len(saveOpen)+len(`{"marks":,"open":}`)))
 		err = c.store.Save(ctx, cp)
 		if errors.Is(err, watch.ErrCheckpointTooLarge) {
 			if c.fit.shrink() {
