@@ -147,7 +147,15 @@ type Engine struct {
 	// until the pod is deleted (bounded by maxPodNodes);
 	// entries leave with their pod's episode.
 	podNodes map[string]string
-	seq      uint64
+	// deletedPods are the objects deleted in the last deletedMemory (by
+	// UID, in deletedQ in the order seen from deletedHead on): an Event
+	// about one read after its deletion (a kubelet's Killing, in the next
+	// read burst) must not map it to its node again, or every pod a
+	// rollout replaces would leave an entry in podNodes for good.
+	deletedPods map[string]struct{}
+	deletedQ    []deletedObject
+	deletedHead int
+	seq         uint64
 	// names caches event span names (kind.reason), bounded by
 	// maxSpanNames: building them was an allocation per occurrence.
 	names map[spanNameKey]string
@@ -158,6 +166,17 @@ type Engine struct {
 	spanSlab []Span
 	scratch  finishScratch
 }
+
+// deletedObject is one deletion in Engine.deletedQ.
+type deletedObject struct {
+	uid string
+	at  time.Time
+}
+
+// deletedMemory is how long the engine remembers a deletion: far longer than
+// Events about the object take to be read after it (the read delay, the
+// owner wait, a busy machine).
+const deletedMemory = 5 * time.Minute
 
 // spanSlabLen: enough occurrences per allocation to make it rare, small
 // enough that a few spans still queued for export pin little memory.
@@ -183,14 +202,15 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("causality: %w", err)
 	}
 	return &Engine{
-		cfg:      cfg.withDefaults(),
-		open:     map[string]*episode{},
-		named:    map[rootName][]*episode{},
-		last:     map[string]lastEpisode{},
-		services: map[string]struct{}{},
-		podNodes: map[string]string{},
-		names:    map[spanNameKey]string{},
-		stats:    Stats{EpisodesClosed: map[string]uint64{}},
+		cfg:         cfg.withDefaults(),
+		open:        map[string]*episode{},
+		named:       map[rootName][]*episode{},
+		last:        map[string]lastEpisode{},
+		services:    map[string]struct{}{},
+		podNodes:    map[string]string{},
+		deletedPods: map[string]struct{}{},
+		names:       map[spanNameKey]string{},
+		stats:       Stats{EpisodesClosed: map[string]uint64{}},
 	}, nil
 }
 
@@ -350,6 +370,7 @@ func (e *Engine) evictOldest(out []Span) []Span {
 
 // Advance closes the episodes that are idle or too old at now.
 func (e *Engine) Advance(now time.Time) []Span {
+	e.forgetDeletions(now)
 	if e.dueKnown && now.Before(e.nextDue) {
 		return nil
 	}
@@ -405,6 +426,10 @@ func (e *Engine) RootDeleted(uid string, at time.Time) []Span {
 	// A deleted pod needs its node no more (the mapping outlives episodes:
 	// a long-quiet pod still links to its node's trouble).
 	delete(e.podNodes, uid)
+	if _, ok := e.deletedPods[uid]; !ok {
+		e.deletedPods[uid] = struct{}{}
+		e.deletedQ = append(e.deletedQ, deletedObject{uid, at})
+	}
 	ep, ok := e.open[uid]
 	if !ok {
 		return nil
@@ -579,10 +604,28 @@ func newer(a, b *episode) bool {
 const maxPodNodes = 200000
 
 func (e *Engine) rememberPodNode(pod, node string) {
+	if _, gone := e.deletedPods[pod]; gone {
+		return
+	}
 	if _, ok := e.podNodes[pod]; !ok && len(e.podNodes) >= maxPodNodes {
 		clear(e.podNodes)
 	}
 	e.podNodes[pod] = node
+}
+
+// forgetDeletions drops the deletions older than deletedMemory.
+func (e *Engine) forgetDeletions(now time.Time) {
+	for e.deletedHead < len(e.deletedQ) && now.Sub(e.deletedQ[e.deletedHead].at) > deletedMemory {
+		delete(e.deletedPods, e.deletedQ[e.deletedHead].uid)
+		e.deletedQ[e.deletedHead] = deletedObject{}
+		e.deletedHead++
+	}
+	if e.deletedHead == len(e.deletedQ) {
+		e.deletedQ, e.deletedHead = e.deletedQ[:0], 0
+	} else if e.deletedHead > 1024 && e.deletedHead > len(e.deletedQ)/2 {
+		e.deletedQ = append(e.deletedQ[:0], e.deletedQ[e.deletedHead:]...)
+		e.deletedHead = 0
+	}
 }
 
 // oneSpan returns a slice holding just sp, carved from spanSlab. Its

@@ -1025,3 +1025,28 @@ func TestAggregatedControllerEventsParentTheirPods(t *testing.T) {
 		}
 	}
 }
+
+// A pod's node is forgotten when the pod is deleted, also when one of its
+// Events is read after the deletion (a kubelet's Killing, read in the next
+// burst): such a late Event must not bring the mapping back, or every pod a
+// rollout replaces would leave one behind for good.
+func TestDeletedPodsNodeIsForgotten(t *testing.T) {
+	d := newDriver(t, Config{})
+	for i := range 50 {
+		pod := ref("Pod", "ns", fmt.Sprintf("web-%d", i), fmt.Sprintf("pod-uid-%d", i))
+		ms := at(time.Duration(i) * time.Second)
+		d.observe(occ(fmt.Sprintf("sched-%d", i), 1, "Scheduled", "Successfully assigned ns/"+pod.Name+" to node-1", ms, pod, rs, dep))
+		d.rootDeleted(pod.UID, ms.Add(100*time.Millisecond))
+		kill := occ(fmt.Sprintf("kill-%d", i), 1, "Killing", "Stopping container web", ms.Add(200*time.Millisecond), pod, rs, dep)
+		kill.SourceHost = "node-1"
+		d.observe(kill)
+	}
+	if n := len(d.e.podNodes); n != 0 {
+		t.Errorf("%d deleted pods still mapped to their node", n)
+	}
+	d.advance(at(time.Hour)) // the memory of deletions expires
+	if n := len(d.e.deletedPods); n != 0 {
+		t.Errorf("%d deletions still remembered an hour later", n)
+	}
+	d.flush()
+}
