@@ -15,6 +15,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -39,9 +40,10 @@ type Client struct {
 	Config *rest.Config
 	// Metadata reads objects as metadata only (the object cache).
 	Metadata metadata.Interface
-	// MetadataStreams is Metadata over connections of its own, as the
-	// Events': HTTP/1.1 with coalesced reads, one connection per watch. Nil
-	// when Options.EventsReadDelay is off. See MetadataFor.
+	// MetadataStreams is Metadata over connections of its own: HTTP/1.1,
+	// one connection per watch, read at once (not coalesced like the
+	// Events'). Nil when the rest.Config brings its own Transport. See
+	// MetadataFor.
 	MetadataStreams metadata.Interface
 
 	core, coreEvents, events, coordination *rest.RESTClient
@@ -50,13 +52,13 @@ type Client struct {
 
 // Options are the client's tunables.
 type Options struct {
-	// EventsReadDelay, when positive, gives the Events API clients (and
-	// MetadataStreams) their own connections whose reads are coalesced:
-	// after a read that emptied the socket, the next waits until
-	// EventsReadDelay has passed (see coalescingConn). It bounds the
-	// wake-ups per second a watch causes, for at most that much more
-	// delivery lag. It has no effect when the rest.Config brings its own
-	// Transport (there is no dial to wrap).
+	// EventsReadDelay, when positive, gives the Events API clients their
+	// own connection whose reads are coalesced: after a read that emptied
+	// the socket, the next waits until EventsReadDelay has passed (see
+	// coalescingConn). It bounds the wake-ups per second the Events watch
+	// causes, for at most that much more delivery lag. It has no effect
+	// when the rest.Config brings its own Transport (there is no dial to
+	// wrap).
 	EventsReadDelay time.Duration
 }
 
@@ -77,11 +79,10 @@ const MaxStreamedWatches = 16
 // watches watches. Up to MaxStreamedWatches it is MetadataStreams (when
 // set): in a rollout storm the pods', ReplicaSets' and Deployments' updates
 // outnumber the Events, and over HTTP/2 every 4 KB read makes the client
-// write two WINDOW_UPDATE frames (TLS records), a few thousand writes a
-// second, and every update wakes the process; on connections of their own
-// they are read in bursts like the Events. Beyond that, Metadata: the
-// watches share one HTTP/2 connection instead of each holding a TLS
-// connection and two goroutines.
+// write two WINDOW_UPDATE frames (TLS records), thousands of writes a
+// second; over HTTP/1.1 TCP's own window does that work. Beyond that,
+// Metadata: the watches share one HTTP/2 connection instead of each
+// holding a TLS connection and two goroutines.
 func (c *Client) MetadataFor(watches int) metadata.Interface {
 	if c.MetadataStreams != nil && watches <= MaxStreamedWatches {
 		return c.MetadataStreams
@@ -140,8 +141,22 @@ func NewWithOptions(cfg *rest.Config, o Options) (*Client, error) {
 	}
 	codecs := serializer.NewCodecFactory(scheme).WithoutConversion()
 	c := &Client{Config: base, Metadata: md, params: runtime.NewParameterCodec(scheme)}
-	if eventsHTTP != httpClient {
-		if c.MetadataStreams, err = newMetadataClient(base, eventsHTTP); err != nil {
+	if base.Transport == nil {
+		// The object watches' own connections: HTTP/1.1 like the Events',
+		// but read at once. Their updates must reach the cache before the
+		// Events written after them: a ScalingReplicaSet read before its
+		// Deployment's new generation goes to the previous rollout's trace
+		// (TestTraceTrees/Scale failed with coalesced object reads).
+		sc := rest.CopyConfig(base)
+		if sc.Dial == nil {
+			sc.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAliveConfig: eventsKeepAlive}).DialContext
+		}
+		sc.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		streamsHTTP, err := rest.HTTPClientFor(sc)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client for object watches: %w", err)
+		}
+		if c.MetadataStreams, err = newMetadataClient(base, streamsHTTP); err != nil {
 			return nil, fmt.Errorf("kubernetes metadata client: %w", err)
 		}
 	}

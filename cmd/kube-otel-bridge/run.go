@@ -112,7 +112,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "json", "json or text")
 	fs.Float64Var(&o.kubeQPS, "kube-api-qps", 20, "API server request rate limit (lists and watches only; there is no GET per event)")
 	fs.IntVar(&o.kubeBurst, "kube-api-burst", 40, "API server request burst")
-	fs.DurationVar(&o.eventsReadDelay, "events-read-delay", 100*time.Millisecond, "coalesce the reads of the Events watch and (up to 16 object watches: all namespaces, or two) of the object cache's, each on a connection of its own: after a read that emptied the socket, wait this long before the next (fewer wake-ups per event, up to this much more lag; 0: off, at most 1s)")
+	fs.DurationVar(&o.eventsReadDelay, "events-read-delay", 100*time.Millisecond, "coalesce the Events watch's reads: after a read that emptied the socket, wait this long before the next (fewer wake-ups per event, up to this much more lag; 0: off, at most 1s)")
 	fs.StringVar(&o.otlp.Endpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port (default $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)")
 	fs.BoolVar(&o.otlp.Insecure, "otlp-insecure", false, "plaintext gRPC to the collector (default: TLS)")
 	fs.StringVar(&o.otlp.CAFile, "otlp-ca-file", "", "CA bundle that signs the collector's certificate")
