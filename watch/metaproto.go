@@ -157,21 +157,17 @@ func (d *metaDecoder) objectMeta(b []byte, s, e int, om *metav1.ObjectMeta) erro
 			dt := metav1.NewTime(t)
 			om.DeletionTimestamp = &dt
 			i = fe
-		case metaAnnotations:
-			fs, fe, err := lenField(b[:e], i, typ, "annotations")
+		case metaAnnotations, metaOwnerReferences: // repeated: one entry each
+			fs, fe, err := lenField(b[:e], i, typ, "objectMeta")
 			if err != nil {
 				return err
 			}
-			if err := d.annotation(b, fs, fe); err != nil {
-				return err
+			if num == metaAnnotations {
+				err = d.annotation(b, fs, fe)
+			} else {
+				err = d.ownerReference(b, fs, fe)
 			}
-			i = fe
-		case metaOwnerReferences:
-			fs, fe, err := lenField(b[:e], i, typ, "ownerReferences")
 			if err != nil {
-				return err
-			}
-			if err := d.ownerReference(b, fs, fe); err != nil {
 				return err
 			}
 			i = fe
