@@ -104,7 +104,7 @@ func decodePartialObjectMetadata(b []byte) (*metav1.PartialObjectMetadata, error
 // objectMeta reads the ObjectMeta in b[s:e] into om, noting the strings to
 // copy in d.spans.
 func (d *metaDecoder) objectMeta(b []byte, s, e int, om *metav1.ObjectMeta) error {
-	var seen uint32
+	var seen metaSeen
 	for i := s; i < e; {
 		pre := i
 		num, typ, j, err := tag(b[:e], i)
@@ -112,18 +112,9 @@ func (d *metaDecoder) objectMeta(b []byte, s, e int, om *metav1.ObjectMeta) erro
 			return err
 		}
 		i = j
-		once := func() error {
-			if num < 32 && seen&(1<<num) != 0 {
-				return errMetaProto
-			}
-			if num < 32 {
-				seen |= 1 << num
-			}
-			return nil
-		}
 		switch num {
 		case metaName, metaNamespace, metaUID, metaResourceVersion:
-			if err := once(); err != nil {
+			if err := seen.once(num); err != nil {
 				return err
 			}
 			fs, fe, err := lenField(b[:e], i, typ, "objectMeta")
@@ -133,7 +124,7 @@ func (d *metaDecoder) objectMeta(b []byte, s, e int, om *metav1.ObjectMeta) erro
 			d.spans = append(d.spans, metaSpan{s: fs, e: fe, field: num})
 			i = fe
 		case metaGeneration:
-			if err := once(); err != nil {
+			if err := seen.once(num); err != nil {
 				return err
 			}
 			v, j, err := varintField(b[:e], i, typ, "generation")
@@ -143,7 +134,7 @@ func (d *metaDecoder) objectMeta(b []byte, s, e int, om *metav1.ObjectMeta) erro
 			om.Generation = int64(v)
 			i = j
 		case metaDeletionTimestamp:
-			if err := once(); err != nil {
+			if err := seen.once(num); err != nil {
 				return err
 			}
 			fs, fe, err := lenField(b[:e], i, typ, "deletionTimestamp")
@@ -177,6 +168,20 @@ func (d *metaDecoder) objectMeta(b []byte, s, e int, om *metav1.ObjectMeta) erro
 			}
 		}
 	}
+	return nil
+}
+
+// metaSeen are the kept fields of a message seen so far (all numbered
+// below 32).
+type metaSeen uint32
+
+// once notes field num, an error (fall back to the generated code) the
+// second time: the generated code's last-one-wins is not reproduced here.
+func (f *metaSeen) once(num int32) error {
+	if *f&(1<<num) != 0 {
+		return errMetaProto
+	}
+	*f |= 1 << num
 	return nil
 }
 
@@ -225,7 +230,7 @@ func (d *metaDecoder) annotation(b []byte, s, e int) error {
 func (d *metaDecoder) ownerReference(b []byte, s, e int) error {
 	d.owners = append(d.owners, metav1.OwnerReference{})
 	k := len(d.owners) - 1
-	var seen uint32
+	var seen metaSeen
 	for i := s; i < e; {
 		pre := i
 		num, typ, j, err := tag(b[:e], i)
@@ -233,14 +238,11 @@ func (d *metaDecoder) ownerReference(b []byte, s, e int) error {
 			return err
 		}
 		i = j
-		if num < 32 && num >= 1 && num <= 6 {
-			if seen&(1<<num) != 0 {
-				return errMetaProto
-			}
-			seen |= 1 << num
-		}
 		switch num {
 		case 1, 3, 4, 5: // kind, name, uid, apiVersion
+			if err := seen.once(num); err != nil {
+				return err
+			}
 			fs, fe, err := lenField(b[:e], i, typ, "ownerReference")
 			if err != nil {
 				return err
@@ -248,6 +250,9 @@ func (d *metaDecoder) ownerReference(b []byte, s, e int) error {
 			d.spans = append(d.spans, metaSpan{s: fs, e: fe, field: ownerBase + num, k: k})
 			i = fe
 		case 6: // controller
+			if err := seen.once(num); err != nil {
+				return err
+			}
 			v, j, err := varintField(b[:e], i, typ, "controller")
 			if err != nil {
 				return err
