@@ -245,6 +245,7 @@ func (c *ObjectCache) observeStreamed(k watchedKind, obj any, attempt uint8, str
 	}
 	e := c.putLocked(uid, k.kind, k.apiVersion, m.Namespace, m.Name, owners)
 	e.generation = terminatingGeneration(prevGen, m)
+	e.setRV(ParseRV(m.ResourceVersion))
 	if streamed {
 		e.streamed = attempt
 	}
@@ -557,9 +558,12 @@ const maxChain = 16
 // Chain appends to chain (which holds the regarding object as its first
 // element) the owners of that object up to the root, following controller
 // owner references (else the first owner) by UID. known is false when the
-// regarding object is of a watched kind but not (yet) in the cache, so the
-// caller may wait for the informer to catch up. An owner cycle ends the chain
-// at the first repeated UID.
+// regarding object is of a watched kind but not (yet) in the cache, or in
+// the cache at a resourceVersion older than the one the Event names (see
+// entry.seenAtLeast), so the caller may wait for the watch to catch up:
+// a controller's Event about the update it acted on (a Deployment's new
+// generation: ScalingReplicaSet) must not be traced with the object as it
+// was before. An owner cycle ends the chain at the first repeated UID.
 func (c *ObjectCache) Chain(chain []convert.Ref) (out []convert.Ref, known bool) {
 	if len(chain) == 0 {
 		return chain, true
@@ -581,6 +585,9 @@ func (c *ObjectCache) chainLocked(chain []convert.Ref) (out []convert.Ref, known
 	if cur == nil {
 		return chain, chain[0].Kind == "" || !isWatchedKind(chain[0].Kind) || chain[0].UID == "", 0
 	}
+	// Behind the Event: the chain as cached, for the caller to use if the
+	// version never comes.
+	known = cur.seenAtLeast(ParseRV(chain[0].ResourceVersion))
 	if byName {
 		// e.g. a kubelet's node event names the node by name in the UID field.
 		var kept bool
@@ -610,7 +617,7 @@ func (c *ObjectCache) chainLocked(chain []convert.Ref) (out []convert.Ref, known
 		}
 		cur = next
 	}
-	return chain, true, formatted
+	return chain, known, formatted
 }
 
 // keepUIDs keeps the UIDs of chain marked in formatted (see chainLocked) as

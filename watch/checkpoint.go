@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -266,11 +266,23 @@ func decodeGzipCheckpoint(data []byte) (*Checkpoint, error) {
 
 // ParseRV reads a resourceVersion as the number etcd gives it; 0 if it is
 // not one (then the watermark cannot cover that Event, which costs only
-// map space).
+// map space). It allocates nothing (strconv.ParseUint's error does): the
+// object cache reads the resourceVersion of every occurrence's object.
 func ParseRV(rv string) uint64 {
-	v, err := strconv.ParseUint(rv, 10, 64)
-	if err != nil {
+	if rv == "" || len(rv) > 20 {
 		return 0
+	}
+	var v uint64
+	for i := 0; i < len(rv); i++ {
+		c := rv[i]
+		if c < '0' || c > '9' {
+			return 0
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0 // out of range
+		}
+		v = v*10 + d
 	}
 	return v
 }

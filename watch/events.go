@@ -517,9 +517,16 @@ func (s *EventSource) retry(ctx context.Context, held []pending, force bool) []p
 		o.Chain = chain
 		if known || force || now.After(p.deadline) {
 			if !known {
-				s.stats.unresolved.Add(1)
-				s.opts.Logger.Debug("owner not in cache, emitting without owner chain",
-					"kind", o.Regarding.Kind, "name", o.Regarding.Name, "namespace", o.Regarding.Namespace)
+				// Rare (past OwnerWait): which wait it was is looked up.
+				if _, cached := s.objects.Get(o.Chain[0].UID); cached {
+					s.stats.behind.Add(1)
+					s.opts.Logger.Debug("object in cache older than the event's version, emitting with the chain as cached",
+						"kind", o.Regarding.Kind, "name", o.Regarding.Name, "namespace", o.Regarding.Namespace, "resourceVersion", o.Regarding.ResourceVersion)
+				} else {
+					s.stats.unresolved.Add(1)
+					s.opts.Logger.Debug("owner not in cache, emitting without owner chain",
+						"kind", o.Regarding.Kind, "name", o.Regarding.Name, "namespace", o.Regarding.Namespace)
+				}
 			}
 			s.deliver(ctx, p.ev, p.d)
 			continue
@@ -578,10 +585,10 @@ func SplitList(s string) []string {
 }
 
 type sourceCounters struct {
-	received, occurrences, unresolved, watchErrors, failed atomic.Uint64
-	lists, watches                                         atomic.Uint64
-	held                                                   atomic.Int64
-	delivery                                               latency
+	received, occurrences, unresolved, behind, watchErrors, failed atomic.Uint64
+	lists, watches                                                 atomic.Uint64
+	held                                                           atomic.Int64
+	delivery                                                       latency
 }
 
 // SourceStats are the EventSource's counters.
@@ -594,6 +601,10 @@ type SourceStats struct {
 	Held int
 	// Unresolved counts occurrences delivered without their owner chain.
 	Unresolved uint64
+	// Behind counts occurrences delivered after OwnerWait with their object
+	// as cached, older than the resourceVersion the Event names: the
+	// object's watch was that far behind the Events'.
+	Behind uint64
 	// WatchErrors counts the lists and watches of Events after the first
 	// ones: re-watches and re-lists after a watch ended or failed (410 Gone,
 	// API server restart, network, the server's watch timeout).
@@ -615,7 +626,7 @@ type SourceStats struct {
 func (s *EventSource) Stats() SourceStats {
 	return SourceStats{
 		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
-		Unresolved: s.stats.unresolved.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
+		Unresolved: s.stats.unresolved.Load(), Behind: s.stats.behind.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
 		Lists: s.stats.lists.Load(), Tracked: s.dedup.Len(), Delivery: s.stats.delivery.snapshot(),
 	}
 }

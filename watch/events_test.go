@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -879,5 +880,144 @@ func TestDeliveryHistogram(t *testing.T) {
 	h = src.Stats().Delivery
 	if h.Count != 3 || h.Cumulative[0.5] != 0 || h.Cumulative[1] != 1 || h.Cumulative[5] != 2 || h.Cumulative[10] != 2 || h.Cumulative[30] != 3 || h.Sum != 3+1+21 {
 		t.Errorf("histogram %+v, want observations of 3, 1 and 21 s", h)
+	}
+}
+
+// TestEventSourceWaitsForRegardingVersion: a controller's Event about an
+// update it acted on names the object at that update's resourceVersion.
+// When the object cache, fed by a watch of its own, has not read the update
+// yet, the occurrence waits for it: a Deployment's ScalingReplicaSet must
+// reach the trace engine with the Deployment's new generation, not the one
+// before (the previous rollout's trace). A tombstone, an unknown version
+// and OwnerWait end the wait as for an object not in the cache.
+func TestEventSourceWaitsForRegardingVersion(t *testing.T) {
+	clock := newFakeClock(testT0)
+	objects := newTestCache(t, CacheOptions{})
+	deployments := WatchedKinds[2]
+	if deployments.kind != "Deployment" {
+		t.Fatalf("WatchedKinds[2] is %s", deployments.kind)
+	}
+	deployment := func(rv string, gen int64) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", UID: "dep-uid", ResourceVersion: rv, Generation: gen}}
+	}
+	objects.observe(deployments, deployment("100", 1))
+
+	// What the handler sees of the root when it gets the occurrence (the
+	// pipeline reads the generation then).
+	var mu sync.Mutex
+	gens, links := map[string]int64{}, map[string]int{}
+	handle := func(_ context.Context, _ *eventsv1.Event, o *convert.Occurrence) error {
+		gen, _, _ := objects.Root(o.Chain[len(o.Chain)-1].UID)
+		mu.Lock()
+		defer mu.Unlock()
+		gens[o.EventUID] = gen
+		links[o.EventUID] = len(o.Chain)
+		return nil
+	}
+	genOf := func(uid string) (int64, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		g, ok := gens[uid]
+		return g, ok
+	}
+	src, err := NewEventSource(eventClient(fake.NewClientset()), objects, handle, SourceOptions{OwnerWait: time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.start = testT0
+	ctx := context.Background()
+	scaled := func(uid, rv string) observed {
+		ev := widgetEvent("demo", uid, 1, testT0)
+		ev.Reason = "ScalingReplicaSet"
+		ev.Regarding = corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: "demo", Name: "web", UID: "dep-uid", ResourceVersion: rv}
+		return observed{ev: ev, at: clock.Now()}
+	}
+
+	// Written after the update to resourceVersion 105, read before it.
+	held := src.process(ctx, scaled("rollout", "105"), nil)
+	if len(held) != 1 {
+		t.Fatalf("held %d, want 1: the cache has the Deployment at 100, the Event names 105", len(held))
+	}
+	objects.observe(deployments, deployment("104", 1)) // an earlier update: still waiting
+	if held = src.retry(ctx, held, false); len(held) != 1 {
+		t.Fatalf("held %d after resourceVersion 104, want 1", len(held))
+	}
+	objects.observe(deployments, deployment("105", 2))
+	if held = src.retry(ctx, held, false); len(held) != 0 {
+		t.Fatalf("held %d after resourceVersion 105, want 0", len(held))
+	}
+	if g, ok := genOf("rollout"); !ok || g != 2 {
+		t.Fatalf("delivered with generation %d (%v), want 2", g, ok)
+	}
+
+	// An Event naming an older or the same version, or none, goes at once.
+	for uid, rv := range map[string]string{"older": "90", "same": "105", "unversioned": "", "not-a-number": "x7"} {
+		if held = src.process(ctx, scaled(uid, rv), held); len(held) != 0 {
+			t.Fatalf("%s (resourceVersion %q): held %d, want 0", uid, rv, len(held))
+		}
+		if _, ok := genOf(uid); !ok {
+			t.Fatalf("%s not delivered", uid)
+		}
+	}
+
+	// The version never comes: after OwnerWait the occurrence goes out
+	// with the object as cached.
+	held = src.process(ctx, scaled("never", "200"), held)
+	clock.Advance(time.Second + time.Millisecond)
+	if held = src.retry(ctx, held, false); len(held) != 0 {
+		t.Fatalf("held %d past OwnerWait, want 0", len(held))
+	}
+	if g, ok := genOf("never"); !ok || g != 2 {
+		t.Fatalf("past OwnerWait: delivered with generation %d (%v), want 2", g, ok)
+	}
+	// So does one about a ReplicaSet, with the owners as cached.
+	controller := true
+	objects.observe(WatchedKinds[1], &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web-5d", UID: "rs-uid", ResourceVersion: "150",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "dep-uid", Controller: &controller}}}})
+	rsEvent := scaled("rs-never", "160")
+	rsEvent.ev.Regarding = corev1.ObjectReference{Kind: "ReplicaSet", APIVersion: "apps/v1", Namespace: "demo", Name: "web-5d", UID: "rs-uid", ResourceVersion: "160"}
+	if held = src.process(ctx, rsEvent, held); len(held) != 1 {
+		t.Fatalf("held %d, want 1", len(held))
+	}
+	clock.Advance(time.Second + time.Millisecond)
+	if held = src.retry(ctx, held, false); len(held) != 0 {
+		t.Fatalf("held %d past OwnerWait, want 0", len(held))
+	}
+	mu.Lock()
+	if n := links["rs-never"]; n != 2 {
+		t.Errorf("past OwnerWait: a chain of %d, want 2 (ReplicaSet, Deployment)", n)
+	}
+	mu.Unlock()
+	if st := src.Stats(); st.Behind != 2 || st.Unresolved != 0 {
+		t.Errorf("behind %d, unresolved %d; want 2 and 0", st.Behind, st.Unresolved)
+	}
+
+	// A deleted object's Events wait for nothing newer.
+	held = src.process(ctx, scaled("gone-wait", "300"), held)
+	if len(held) != 1 {
+		t.Fatalf("held %d, want 1", len(held))
+	}
+	objects.MarkDeleted("dep-uid", clock.Now())
+	if held = src.retry(ctx, held, false); len(held) != 0 {
+		t.Fatalf("held %d after the deletion, want 0", len(held))
+	}
+	if held = src.process(ctx, scaled("after-delete", "400"), held); len(held) != 0 {
+		t.Fatalf("an Event about a deleted object held (%d)", len(held))
+	}
+}
+
+func TestParseRV(t *testing.T) {
+	for _, rv := range []string{"", "0", "1", "42", "007", "18446744073709551615", "18446744073709551616", "99999999999999999999",
+		"123456789012345678901", "-1", "+1", " 1", "1 ", "1e3", "0x10", "12a", "٣"} {
+		want, err := strconv.ParseUint(rv, 10, 64)
+		if err != nil {
+			want = 0
+		}
+		if got := ParseRV(rv); got != want {
+			t.Errorf("ParseRV(%q) = %d, want %d", rv, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { ParseRV("not-a-number") }); n != 0 {
+		t.Errorf("ParseRV allocates %v times on a non-number", n)
 	}
 }

@@ -82,9 +82,13 @@ type entry struct {
 	ownerName string
 	// generation is metadata.generation.
 	generation int64
-	// deleted is the tombstone time in Unix nanoseconds (flagDeleted),
-	// unless ext.deleted holds it.
-	deleted   int64
+	// stamp is, in a tombstone (flagDeleted), the deletion time in Unix
+	// nanoseconds unless ext.deleted holds it; in a live entry, the
+	// resourceVersion the watch last delivered (ParseRV; 0 unknown: not a
+	// number, or not from a watch), which Events about the object are held
+	// for (seenAtLeast). One field: a tombstone needs no resourceVersion,
+	// and a ninth word would take the entry to the next size class.
+	stamp     int64
 	ext       *entryExt
 	ns        uint32 // index in ObjectCache.nss, unless flagNamespaceExt
 	kind      uint8  // index in ObjectCache.kinds; 0: ext.kind, ext.apiVersion
@@ -114,7 +118,7 @@ type entryExt struct {
 	namespace        string // with flagNamespaceExt
 	traceparent      string
 	owners           []OwnerRef // owners unless inline (several, or not compact)
-	deleted          time.Time  // a tombstone time not kept in entry.deleted
+	deleted          time.Time  // a tombstone time not kept in entry.stamp
 }
 
 func (e *entry) extra() *entryExt {
@@ -166,7 +170,7 @@ func (e *entry) isDeleted() bool { return e.flags&flagDeleted != 0 }
 // monotonic clock reading is not kept: tombstone ages are wall-clock.
 func (e *entry) setDeleted(t time.Time) {
 	e.flags &^= flagDeleted | flagDeletedUTC
-	e.deleted = 0
+	e.stamp = 0
 	if e.ext != nil {
 		e.ext.deleted = time.Time{}
 	}
@@ -177,13 +181,31 @@ func (e *entry) setDeleted(t time.Time) {
 	n := t.UnixNano()
 	loc := t.Location()
 	if (loc == time.UTC || loc == time.Local) && time.Unix(0, n).Equal(t) {
-		e.deleted = n
+		e.stamp = n
 		if loc == time.UTC {
 			e.flags |= flagDeletedUTC
 		}
 		return
 	}
 	e.extra().deleted = t.Round(0)
+}
+
+// setRV records, in a live entry, the resourceVersion the watch delivered
+// (ParseRV).
+func (e *entry) setRV(rv uint64) {
+	if !e.isDeleted() {
+		e.stamp = int64(rv)
+	}
+}
+
+// seenAtLeast reports whether the cache holds the object at resourceVersion
+// rv (ParseRV) or later: an Event written after an update of its object
+// names the object at that update's resourceVersion, and the object cache,
+// fed by watches of its own, may not have read the update yet. Unknown
+// versions (0 on either side, the cache's entry from a recording) and
+// tombstones (no later version will come) count as seen.
+func (e *entry) seenAtLeast(rv uint64) bool {
+	return rv == 0 || e.isDeleted() || e.stamp == 0 || uint64(e.stamp) >= rv
 }
 
 // deletedAt is the tombstone time; zero while the object lives.
@@ -194,7 +216,7 @@ func (e *entry) deletedAt() time.Time {
 	if e.ext != nil && !e.ext.deleted.IsZero() {
 		return e.ext.deleted
 	}
-	t := time.Unix(0, e.deleted)
+	t := time.Unix(0, e.stamp)
 	if e.flags&flagDeletedUTC != 0 {
 		t = t.UTC()
 	}
