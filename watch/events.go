@@ -465,6 +465,7 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		chain, known := s.objects.Chain(d.occ.Chain)
 		d.occ.Chain = chain
 		if !known {
+			s.stats.waited.Add(1)
 			held = append(held, pending{ev: ob.ev, d: d, deadline: ob.at.Add(s.opts.OwnerWait)})
 			holds = true
 			continue
@@ -585,10 +586,10 @@ func SplitList(s string) []string {
 }
 
 type sourceCounters struct {
-	received, occurrences, unresolved, behind, watchErrors, failed atomic.Uint64
-	lists, watches                                                 atomic.Uint64
-	held                                                           atomic.Int64
-	delivery                                                       latency
+	received, occurrences, waited, unresolved, behind, watchErrors, failed atomic.Uint64
+	lists, watches                                                         atomic.Uint64
+	held                                                                   atomic.Int64
+	delivery                                                               latency
 }
 
 // SourceStats are the EventSource's counters.
@@ -599,6 +600,10 @@ type SourceStats struct {
 	Occurrences uint64
 	// Held is how many occurrences wait for their object right now.
 	Held int
+	// Waited counts occurrences that waited for their object, or for the
+	// version of it their Event names (see Unresolved and Behind for those
+	// that waited in vain).
+	Waited uint64
 	// Unresolved counts occurrences delivered without their owner chain.
 	Unresolved uint64
 	// Behind counts occurrences delivered after OwnerWait with their object
@@ -625,7 +630,7 @@ type SourceStats struct {
 // Stats returns the counters.
 func (s *EventSource) Stats() SourceStats {
 	return SourceStats{
-		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()),
+		Received: s.stats.received.Load(), Occurrences: s.stats.occurrences.Load(), Held: int(s.stats.held.Load()), Waited: s.stats.waited.Load(),
 		Unresolved: s.stats.unresolved.Load(), Behind: s.stats.behind.Load(), WatchErrors: s.stats.watchErrors.Load(), Failed: s.stats.failed.Load(),
 		Lists: s.stats.lists.Load(), Tracked: s.dedup.Len(), Delivery: s.stats.delivery.snapshot(),
 	}

@@ -988,8 +988,8 @@ func TestEventSourceWaitsForRegardingVersion(t *testing.T) {
 		t.Errorf("past OwnerWait: a chain of %d, want 2 (ReplicaSet, Deployment)", n)
 	}
 	mu.Unlock()
-	if st := src.Stats(); st.Behind != 2 || st.Unresolved != 0 {
-		t.Errorf("behind %d, unresolved %d; want 2 and 0", st.Behind, st.Unresolved)
+	if st := src.Stats(); st.Waited != 3 || st.Behind != 2 || st.Unresolved != 0 {
+		t.Errorf("waited %d, behind %d, unresolved %d; want 3, 2 and 0", st.Waited, st.Behind, st.Unresolved)
 	}
 
 	// A deleted object's Events wait for nothing newer.

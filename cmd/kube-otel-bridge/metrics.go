@@ -40,13 +40,13 @@ type statsCollector struct {
 	lease   atomic.Value
 	leading atomic.Bool
 
-	received, occurrences, held, unresolved, behind, watchErrors, eventLists, failed *prometheus.Desc
-	tracked, delivery                                                                *prometheus.Desc
-	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit                 *prometheus.Desc
-	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped             *prometheus.Desc
-	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached         *prometheus.Desc
-	cpWatermark, cpEvents, cpAge, cpBytes                                            *prometheus.Desc
-	leader                                                                           *prometheus.Desc
+	received, occurrences, held, waited, unresolved, behind, watchErrors, eventLists, failed *prometheus.Desc
+	tracked, delivery                                                                        *prometheus.Desc
+	openEpisodes, episodesOpened, episodesClosed, evicted, overLimit                         *prometheus.Desc
+	exported, exportErrors, rejected, queueDepth, queueCapacity, dropped                     *prometheus.Desc
+	sinkPosted, sinkDigests, sinkDigested, sinkRejected, sinkRetries, cached                 *prometheus.Desc
+	cpWatermark, cpEvents, cpAge, cpBytes                                                    *prometheus.Desc
+	leader                                                                                   *prometheus.Desc
 
 	cpMu    sync.Mutex
 	cpWM    uint64
@@ -114,6 +114,7 @@ func newStatsCollector() *statsCollector {
 		received:       d("events_received_total", "Event objects added or updated as seen by the watch."),
 		occurrences:    d("occurrences_total", "Event occurrences (one per new count) handed to the pipeline."),
 		held:           d("occurrences_waiting", "Occurrences waiting for their object, or the version of it their Event names, to reach the cache."),
+		waited:         d("occurrences_waited_total", "Occurrences that waited for their object, or the version of it their Event names, to reach the cache."),
 		unresolved:     d("occurrences_without_owners_total", "Occurrences emitted without an owner chain (object never seen)."),
 		behind:         d("occurrences_object_behind_total", "Occurrences emitted after the owner wait with their object as cached, older than the version their Event names (the object watch lagged)."),
 		watchErrors:    d("watch_restarts_total", "Watch errors after which an informer re-listed or re-watched."),
@@ -169,6 +170,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.received, s.Received)
 			counter(c.occurrences, s.Occurrences)
 			gauge(c.held, float64(s.Held))
+			counter(c.waited, s.Waited)
 			counter(c.unresolved, s.Unresolved)
 			counter(c.behind, s.Behind)
 			counter(c.watchErrors, s.WatchErrors)

@@ -31,7 +31,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	defer cancel()
 	c := newStatsCollector()
 	c.source = func() (watch.SourceStats, bool) {
-		return watch.SourceStats{Received: 7, Occurrences: 5, Unresolved: 3, Behind: 4, WatchErrors: 1, Lists: 2,
+		return watch.SourceStats{Received: 7, Occurrences: 5, Waited: 8, Unresolved: 3, Behind: 4, WatchErrors: 1, Lists: 2,
 			Delivery: watch.Histogram{Cumulative: map[float64]uint64{0.5: 3, 1: 4}, Count: 5, Sum: 2.5}}, true
 	}
 	c.engine = func() causality.Stats {
@@ -60,6 +60,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	for _, want := range []string{
 		"kube_otel_bridge_events_received_total 7",
 		"kube_otel_bridge_occurrences_total 5",
+		"kube_otel_bridge_occurrences_waited_total 8",
 		"kube_otel_bridge_occurrences_without_owners_total 3",
 		"kube_otel_bridge_occurrences_object_behind_total 4",
 		"kube_otel_bridge_watch_restarts_total 1",

@@ -105,7 +105,7 @@ func runFlags(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.eventsAPI, "events-api", "", "events.k8s.io/v1 or v1 (default: events.k8s.io/v1 where served, else core v1)")
 	fs.DurationVar(&o.initialLookback, "initial-lookback", 0, "at start, also emit Events that happened up to this long ago")
 	fs.DurationVar(&o.tombstoneTTL, "tombstone-ttl", 10*time.Minute, "how long deleted objects still resolve owner chains")
-	fs.DurationVar(&o.ownerWait, "owner-wait", 2*time.Second, "how long an event may wait for its object to reach the cache")
+	fs.DurationVar(&o.ownerWait, "owner-wait", 2*time.Second, "how long an event may wait for its object (at the version the event names) to reach the cache")
 	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", convert.DefaultMaxMessageBytes, "longer event messages are truncated (marked k8s.event.message_truncated)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long to flush what is queued")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -207,9 +207,11 @@ func TestLoadRollouts(t *testing.T) {
 	// it its Event names) and gave up: the object watches' lag behind the
 	// Events' watch in a storm.
 	maddr := e.b.metricsAddr(ctx)
+	waited, _, _ := metricValue(ctx, maddr, "kube_otel_bridge_occurrences_waited_total")
 	behind, _, _ := metricValue(ctx, maddr, "kube_otel_bridge_occurrences_object_behind_total")
 	unresolved, _, _ := metricValue(ctx, maddr, "kube_otel_bridge_occurrences_without_owners_total")
-	t.Logf("occurrences past the owner wait: %v with their object behind the Event's version, %v without their object", behind, unresolved)
+	t.Logf("occurrences that waited for their object (or its version): %v; past the owner wait: %v with their object behind the Event's version, %v without their object",
+		waited, behind, unresolved)
 	f := e.finish() // stops the bridge; invariants, no duplicate records
 	t.Logf("KOB_LOAD_ROLLOUTS_RESULT deployments=%d replicas=%d occurrences=%d api_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f cpu_s_per_10k=%.3f ctxsw_per_event=%.2f peak_rss_mib=%.1f missing=%d traces=%d spans=%d",
 		nDeploy, replicas, n, rate, loadMS(loadPct(lags, 50)), loadMS(loadPct(lags, 99)), loadMS(loadPct(lags, 100)), cpu/float64(n)*10000,
