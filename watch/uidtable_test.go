@@ -114,13 +114,8 @@ func TestDedupTextResourceVersions(t *testing.T) {
 // is made again, holding what is left, once it is down to a quarter of its
 // peak, also while a loop over all removes entries.
 func TestUIDTableShrinksAfterABurst(t *testing.T) {
-	uid := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
-	heap := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse
-	}
+	uid := testEventUID
+	heap := func() uint64 { return memAfterGC().HeapInuse }
 	tab := uidTable[int32]{shrinks: true}
 	const burst, left = 100_000, 1_000
 	before := heap()
@@ -170,7 +165,7 @@ func TestUIDTableShrinksAfterABurst(t *testing.T) {
 // Dedup's table of the live Events is one that shrinks.
 func TestDedupTableShrinks(t *testing.T) {
 	d := NewDedup()
-	uid := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
+	uid := testEventUID
 	for i := range 2 * shrinkMin {
 		d.Next(uid(i), 1)
 	}
@@ -191,13 +186,8 @@ func TestDedupTableShrinks(t *testing.T) {
 // allocations (the table's groups) too coarsely to tell (see README), so
 // this counts bytes exactly.
 func TestDedupTableFlatUnderChurn(t *testing.T) {
-	uid := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
-	heap := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
+	uid := testEventUID
+	heap := func() uint64 { return memAfterGC().HeapAlloc }
 	const live, burst, rounds = 20_000, 500, 20
 	d := NewDedup()
 	base := heap()
@@ -233,4 +223,15 @@ func TestDedupTableFlatUnderChurn(t *testing.T) {
 	if last > settled+settled/10 {
 		t.Errorf("the table grew from %.2f to %.2f MiB with %d live Events throughout", float64(settled)/(1<<20), float64(last)/(1<<20), live)
 	}
+}
+
+// testEventUID is the i-th of a series of canonical UIDs.
+func testEventUID(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
+
+// memAfterGC is the memory statistics after a collection.
+func memAfterGC() runtime.MemStats {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms
 }
