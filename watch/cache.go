@@ -70,6 +70,11 @@ type CacheOptions struct {
 	// OnChange, if set, is called after an object is added, changed or
 	// deleted (with Deleted set); recorders use it. It must not block.
 	OnChange func(o *Object)
+	// OnDelete, if set, is called after an object is deleted (Deleted set).
+	// It must not block. The daemon needs deletions only: building an
+	// Object for every update of every pod for OnChange was 4 % of its CPU
+	// in a rollout storm.
+	OnDelete func(o *Object)
 }
 
 // Validate reports whether the options are usable.
@@ -474,6 +479,9 @@ func (c *ObjectCache) Upsert(o *Object) {
 	if c.opts.OnChange != nil {
 		c.opts.OnChange(o)
 	}
+	if c.opts.OnDelete != nil && !o.Deleted.IsZero() {
+		c.opts.OnDelete(o)
+	}
 }
 
 // MarkDeleted turns an object into a tombstone, kept for the TTL.
@@ -487,17 +495,24 @@ func (c *ObjectCache) MarkDeleted(uid string, at time.Time) {
 	c.markDeletedLocked(e, uid, at)
 }
 
-// markDeletedLocked makes e a tombstone, unlocks c.mu and tells OnChange.
+// markDeletedLocked makes e a tombstone, unlocks c.mu and tells OnChange
+// and OnDelete.
 func (c *ObjectCache) markDeletedLocked(e *entry, uid string, at time.Time) {
 	e.setDeleted(at)
 	var changed *Object
-	if c.opts.OnChange != nil {
+	if c.opts.OnChange != nil || c.opts.OnDelete != nil {
 		changed = c.objectLocked(e, uid, "")
 		changed.Deleted = at
 	}
 	c.mu.Unlock()
-	if changed != nil {
+	if changed == nil {
+		return
+	}
+	if c.opts.OnChange != nil {
 		c.opts.OnChange(changed)
+	}
+	if c.opts.OnDelete != nil {
+		c.opts.OnDelete(changed)
 	}
 }
 

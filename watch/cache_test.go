@@ -2,9 +2,13 @@ package watch
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
 	"github.com/kube-otel-bridge/kube-otel-bridge/test/racebuild"
@@ -494,5 +498,42 @@ func TestObjectCacheWatches(t *testing.T) {
 		if got := c.Watches(); got != tt.want {
 			t.Errorf("namespaces %v: %d watches, want %d", tt.namespaces, got, tt.want)
 		}
+	}
+}
+
+// OnDelete hears of deletions only, from the watch (a delete, or a
+// replacement list without the object), MarkDeleted and Upsert; the
+// updates the watch delivers build no Object for it.
+func TestOnDelete(t *testing.T) {
+	var mu sync.Mutex
+	var seen []Object
+	c := newTestCache(t, CacheOptions{Now: func() time.Time { return testT0 }, OnDelete: func(o *Object) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, *o)
+	}})
+	pods := WatchedKinds[0]
+	pod := func(name, uid, rv string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name, UID: types.UID(uid), ResourceVersion: rv}}
+	}
+	c.observe(pods, pod("a", "uid-a", "1"))
+	c.observe(pods, pod("a", "uid-a", "2"))
+	c.Upsert(&Object{UID: "uid-b", Kind: "Pod", Namespace: "demo", Name: "b"})
+	if n := testing.AllocsPerRun(100, func() { c.observe(pods, pod("a", "uid-a", "3")) }); n > 1 && !racebuild.Enabled {
+		// The pod literal itself; no Object for the hook.
+		t.Errorf("an update allocates %v times with OnDelete set", n)
+	}
+	c.observeDelete(pod("a", "uid-a", "4"))
+	c.MarkDeleted("uid-b", testT0.Add(time.Second))
+	c.Upsert(&Object{UID: "uid-c", Kind: "Pod", Namespace: "demo", Name: "c", Deleted: testT0.Add(2 * time.Second)})
+
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, o := range seen {
+		got = append(got, fmt.Sprintf("%s@%s", o.Name, o.Deleted.Sub(testT0)))
+	}
+	if want := []string{"a@0s", "b@1s", "c@2s"}; !slices.Equal(got, want) {
+		t.Errorf("OnDelete saw %v, want %v", got, want)
 	}
 }

@@ -362,7 +362,7 @@ func runPipeline(ctx context.Context, o *runOptions, kc *kube.Client, res *resou
 	// Reading stops on SIGTERM (ctx); the sinks then flush with their own deadline.
 	objects, err := watch.NewObjectCache(watch.CacheOptions{
 		TombstoneTTL: o.tombstoneTTL, Namespaces: watch.SplitList(o.namespaces), Logger: log,
-		OnChange: func(obj *watch.Object) {
+		OnDelete: func(obj *watch.Object) {
 			if err := p.deleted(ctx, obj); err != nil && ctx.Err() == nil {
 				log.Error("closing the episode of a deleted object", "err", err)
 			}
