@@ -265,3 +265,59 @@ func BenchmarkEngineMemory(b *testing.B) {
 	b.ReportMetric(perObject, "B/tracked-object")
 	b.ReportMetric(perClosed, "B/closed-root")
 }
+
+// BenchmarkSnapshotOpen: the checkpoint's snapshot of the open episodes as
+// a soak has them: 80 open, each of a root with 60 occurrences, 20 of them
+// active between two snapshots (the rest wait out --episode-idle). cached
+// reuses the JSON of the episodes unchanged since the last snapshot; afresh
+// encodes every one, as before.
+func BenchmarkSnapshotOpen(b *testing.B) {
+	for _, cached := range []bool{true, false} {
+		name := "afresh"
+		if cached {
+			name = "cached"
+		}
+		b.Run(name, func(b *testing.B) {
+			e, err := New(Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			base := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+			count := map[int]int32{}
+			observe := func(root, n int, now time.Time) {
+				count[root]++
+				cm := convert.Ref{Kind: "ConfigMap", APIVersion: "v1", Namespace: "soak", Name: fmt.Sprintf("config-%02d", root), UID: fmt.Sprintf("uid-cm-%02d", root)}
+				o := &convert.Occurrence{EventUID: fmt.Sprintf("ev-%02d-%d", root, n%20), EventName: "soak", Namespace: "soak", Count: count[root],
+					Type: "Normal", Reason: "SoakTick", Note: "soak event: the quick brown fox jumps over the lazy dog",
+					Time: now, Observed: now, Regarding: cm, Chain: []convert.Ref{cm}, ReportingController: "soak"}
+				e.Observe(Input{Occ: o, Now: now})
+			}
+			for root := range 80 {
+				for n := range 60 {
+					observe(root, n, base.Add(time.Duration(root*60+n)*time.Millisecond))
+				}
+			}
+			now := base.Add(time.Minute)
+			if _, err := e.snapshotOpen(1<<30, cached); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			size := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for k := range 20 {
+					now = now.Add(time.Millisecond)
+					observe((i*20+k)%80, i, now)
+				}
+				b.StartTimer()
+				snap, err := e.snapshotOpen(1<<30, cached)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(snap)
+			}
+			b.ReportMetric(float64(size), "snapshot-B")
+		})
+	}
+}

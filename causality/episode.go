@@ -13,6 +13,9 @@ import (
 
 // episode is the open state of one trace.
 type episode struct {
+	// snap is the episode's JSON as the last checkpoint snapshot encoded
+	// it (see Engine.SnapshotOpen).
+	snap         snapCache
 	root         convert.Ref
 	rootKey      string
 	key          string

@@ -1,6 +1,7 @@
 package causality
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -261,9 +262,32 @@ func runFuzzEngine(t *testing.T, data []byte) *driver {
 		if n := len(d.e.podNodes); n > maxOpen*cfg.MaxObjectsPerEpisode {
 			t.Fatalf("step %d: %d pod nodes remembered", step, n)
 		}
+		if step%3 == 0 {
+			checkSnapshotCache(t, d.e, step)
+		}
 	}
 	d.flush()
 	return d
+}
+
+// checkSnapshotCache: the checkpoint's snapshot of the open episodes,
+// which reuses the JSON of episodes unchanged since the last one, is the
+// snapshot encoded afresh (whole, and cut by a small budget).
+func checkSnapshotCache(t *testing.T, e *Engine, step int) {
+	t.Helper()
+	for _, budget := range []int{1 << 20, 3000} {
+		got, err := e.SnapshotOpen(budget)
+		if err != nil {
+			t.Fatalf("step %d: SnapshotOpen: %v", step, err)
+		}
+		want, err := e.snapshotOpen(budget, false)
+		if err != nil {
+			t.Fatalf("step %d: snapshot afresh: %v", step, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("step %d, budget %d: the snapshot with cached episodes differs from one encoded afresh:\n%s\n%s", step, budget, got, want)
+		}
+	}
 }
 
 func FuzzEngine(f *testing.F) {
