@@ -207,14 +207,15 @@ func TestEventWaitsForItsObjectVersion(t *testing.T) {
 		}
 		return nil
 	})
+	ups := scaledUp(recs, name)
 	traces := map[string]bool{}
-	for _, r := range scaledUp(recs, name) {
+	for _, r := range ups {
 		traces[hexID(r.Record.GetTraceId())] = true
 	}
 	if len(traces) != 2 {
 		t.Fatalf("the scale-ups of %s are in %d traces, want 2 (creation, rollout)", name, len(traces))
 	}
-	rollout := hexID(scaledUp(recs, name)[len(scaledUp(recs, name))-1].Record.GetTraceId())
+	rollout := hexID(ups[len(ups)-1].Record.GetTraceId())
 	if got := hexID(ours.Record.GetTraceId()); got != rollout {
 		t.Errorf("the Event is in trace %s, want the rollout's %s (the Deployment's generation 2)", got, rollout)
 	}
