@@ -192,6 +192,8 @@ func newScheme() (*runtime.Scheme, error) {
 	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Event{}, &corev1.EventList{}, &corev1.ConfigMap{}, &corev1.Namespace{})
 	s.AddKnownTypes(eventsv1.SchemeGroupVersion, &eventsv1.Event{}, &eventsv1.EventList{})
 	s.AddKnownTypes(coordinationv1.SchemeGroupVersion, &coordinationv1.Lease{})
+	// The answer of UpdateConfigMapMeta.
+	s.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.PartialObjectMetadata{})
 	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, eventsv1.SchemeGroupVersion, coordinationv1.SchemeGroupVersion} {
 		metav1.AddToGroupVersion(s, gv)
 	}
@@ -291,10 +293,38 @@ func (c *Client) CreateConfigMap(ctx context.Context, cm *corev1.ConfigMap) (*co
 	return write(ctx, c, c.core.Post(), cm.Namespace, "configmaps", "", cm, &corev1.ConfigMap{})
 }
 
-// UpdateConfigMap replaces cm (optimistic concurrency: its resourceVersion).
-func (c *Client) UpdateConfigMap(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
-	return write(ctx, c, c.core.Put(), cm.Namespace, "configmaps", cm.Name, cm, &corev1.ConfigMap{})
+// UpdateConfigMapMeta replaces cm (optimistic concurrency: its
+// resourceVersion) and returns the metadata of the ConfigMap as saved. The
+// API server answers with the metadata alone (as=PartialObjectMetadata, as
+// for the object cache's watches): the checkpoint, written every few
+// seconds, is up to 1 MiB that would otherwise come back, be read and be
+// decoded on every save. An API server that cannot answer so refuses the
+// request (406) before writing anything.
+func (c *Client) UpdateConfigMapMeta(ctx context.Context, cm *corev1.ConfigMap) (*metav1.PartialObjectMetadata, error) {
+	accept := acceptMetadataOnly
+	if c.Config.ContentType == runtime.ContentTypeJSON {
+		accept = acceptMetadataOnlyJSON
+	}
+	into := &metav1.PartialObjectMetadata{}
+	err := c.core.Put().UseProtobufAsDefault().SetHeader("Accept", accept).
+		Namespace(cm.Namespace).
+		Resource("configmaps").
+		Name(cm.Name).
+		VersionedParams(&metav1.UpdateOptions{}, c.params).
+		Body(cm).
+		Do(ctx).Into(into)
+	if err != nil {
+		return nil, err
+	}
+	return into, nil
 }
+
+// The Accept headers of UpdateConfigMapMeta: the object's metadata only,
+// without the fallback to the whole object the metadata watches have.
+const (
+	acceptMetadataOnly     = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1," + acceptMetadataOnlyJSON
+	acceptMetadataOnlyJSON = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+)
 
 // GetLease reads a Lease.
 func (c *Client) GetLease(ctx context.Context, namespace, name string) (*coordinationv1.Lease, error) {

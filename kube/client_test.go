@@ -86,6 +86,8 @@ func TestClientRequests(t *testing.T) {
 				return 200, eventsv1.EventList{TypeMeta: metav1.TypeMeta{Kind: "EventList", APIVersion: "events.k8s.io/v1"}, ListMeta: metav1.ListMeta{ResourceVersion: "7"}}
 			}
 			return 200, corev1.EventList{TypeMeta: metav1.TypeMeta{Kind: "EventList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: "8"}}
+		case strings.Contains(r.URL.Path, "/configmaps") && r.Method == "PUT":
+			return 200, metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}, ObjectMeta: metav1.ObjectMeta{Name: "cp", Namespace: "ns", ResourceVersion: "3"}}
 		case strings.Contains(r.URL.Path, "/configmaps"):
 			return 200, corev1.ConfigMap{TypeMeta: metav1.TypeMeta{Kind: "ConfigMap", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: "cp", Namespace: "ns", ResourceVersion: "3"}}
 		case strings.Contains(r.URL.Path, "/leases"):
@@ -158,12 +160,12 @@ func TestClientRequests(t *testing.T) {
 	if r := f.last(t); r.method != "POST" || r.path != "/api/v1/namespaces/ns/configmaps" || r.body["binaryData"] == nil {
 		t.Errorf("CreateConfigMap sent %+v", r)
 	}
-	got, err := c.UpdateConfigMap(ctx, cm)
+	got, err := c.UpdateConfigMapMeta(ctx, cm)
 	if err != nil || got.ResourceVersion != "3" {
-		t.Fatalf("UpdateConfigMap = %v, %v", got, err)
+		t.Fatalf("UpdateConfigMapMeta = %v, %v", got, err)
 	}
-	if r := f.last(t); r.method != "PUT" || r.path != "/api/v1/namespaces/ns/configmaps/cp" {
-		t.Errorf("UpdateConfigMap sent %+v", r)
+	if r := f.last(t); r.method != "PUT" || r.path != "/api/v1/namespaces/ns/configmaps/cp" || r.body["binaryData"] == nil || r.accept != acceptMetadataOnlyJSON {
+		t.Errorf("UpdateConfigMapMeta sent %+v", r)
 	}
 
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "l", Namespace: "ns"}}

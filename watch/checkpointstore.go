@@ -50,7 +50,9 @@ type ConfigMapStore struct {
 type ConfigMapClient interface {
 	GetConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
 	CreateConfigMap(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
-	UpdateConfigMap(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
+	// UpdateConfigMapMeta writes cm and returns only the metadata saved
+	// (the checkpoint need not come back).
+	UpdateConfigMapMeta(ctx context.Context, cm *corev1.ConfigMap) (*metav1.PartialObjectMetadata, error)
 }
 
 // Load returns the saved checkpoint, or nil when there is none yet.
@@ -93,9 +95,8 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if cm := s.last; cm != nil {
 		s.last = nil
 		cm.BinaryData[checkpointKey] = data
-		saved, err := s.Client.UpdateConfigMap(ctx, cm)
+		err := s.update(ctx, cm)
 		if err == nil {
-			s.keep(saved)
 			return nil
 		}
 		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
@@ -123,11 +124,22 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 		cm.BinaryData = map[string][]byte{}
 	}
 	cm.BinaryData[checkpointKey] = data
-	saved, err := s.Client.UpdateConfigMap(ctx, cm)
-	if err != nil {
+	if err := s.update(ctx, cm); err != nil {
 		return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 	}
-	s.keep(saved)
+	return nil
+}
+
+// update writes cm and keeps it, with the metadata the API server answered,
+// for the next save. (A PUT replaces the whole ConfigMap, so what was sent
+// is what is stored, but for the metadata.)
+func (s *ConfigMapStore) update(ctx context.Context, cm *corev1.ConfigMap) error {
+	meta, err := s.Client.UpdateConfigMapMeta(ctx, cm)
+	if err != nil {
+		return err
+	}
+	cm.ObjectMeta = meta.ObjectMeta
+	s.keep(cm)
 	return nil
 }
 

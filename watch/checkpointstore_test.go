@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -43,6 +44,14 @@ func (f *fakeConfigMaps) CreateConfigMap(_ context.Context, cm *corev1.ConfigMap
 		return nil, apierrors.NewAlreadyExists(cmResource, cm.Name)
 	}
 	return f.storeLocked(cm), nil
+}
+
+func (f *fakeConfigMaps) UpdateConfigMapMeta(ctx context.Context, cm *corev1.ConfigMap) (*metav1.PartialObjectMetadata, error) {
+	saved, err := f.UpdateConfigMap(ctx, cm)
+	if err != nil {
+		return nil, err
+	}
+	return &metav1.PartialObjectMetadata{ObjectMeta: saved.ObjectMeta}, nil
 }
 
 func (f *fakeConfigMaps) UpdateConfigMap(_ context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {

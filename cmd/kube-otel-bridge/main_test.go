@@ -83,6 +83,9 @@ func TestRunOptionsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--otlp-queue-size", "0"}, "--otlp-queue-size (otlp.queueSize)"},
 		{[]string{"--otlp-queue-size", "100"}, "--otlp-batch-size (otlp.batchSize): 512 is larger than --otlp-queue-size (otlp.queueSize) 100"},
 		{[]string{"--otlp-timeout", "-1s"}, "--otlp-timeout (otlp.timeout)"},
+		{[]string{"--pprof", "--pprof-mem-rate", "4096"}, ""},
+		{[]string{"--pprof-mem-rate", "4096"}, "--pprof-mem-rate 4096"},
+		{[]string{"--pprof", "--pprof-mem-rate", "-1"}, "--pprof-mem-rate -1"},
 	} {
 		var o runOptions
 		fs := runFlags(&o)

@@ -73,7 +73,9 @@ const soakSource = "kob-soak"
 //	KOB_SOAK=1 go test -count=1 -run TestSoak -v -timeout 45m ./test/e2e/
 //
 // KOB_SOAK_PROFILE_DIR=DIR saves the bridge's heap profile at the end of each
-// third (heap-1.pb.gz … heap-3.pb.gz), for `go tool pprof -diff_base`.
+// third (heap-1.pb.gz … heap-3.pb.gz), for `go tool pprof -diff_base`;
+// KOB_SOAK_MEM_PROFILE_RATE=4096 runs the bridge with --pprof-mem-rate 4096,
+// so they attribute a growth of a few MB (the default samples every 512 KiB).
 func TestSoak(t *testing.T) {
 	if os.Getenv("KOB_SOAK") != "1" {
 		t.Skip("soak test: set KOB_SOAK=1 (and -run TestSoak) to run it")
@@ -124,7 +126,11 @@ func TestSoak(t *testing.T) {
 	t.Logf("%d deployments × 3 replicas ready on %v in %s", nDeploy, nodes, time.Since(setupStart).Round(time.Millisecond))
 
 	// As the deploy manifests run it (and TestLoad).
-	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: []string{"--pprof", "--state-namespace", ns}, Env: []string{"GOMAXPROCS=1", "GOGC=50"}})
+	args := []string{"--pprof", "--state-namespace", ns}
+	if r := os.Getenv("KOB_SOAK_MEM_PROFILE_RATE"); r != "" {
+		args = append(args, "--pprof-mem-rate", r) // finer heap profiles
+	}
+	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: args, Env: []string{"GOMAXPROCS=1", "GOGC=50"}})
 	pid := b.cmd.Process.Pid
 	addr := b.metricsAddr(ctx)
 
