@@ -116,6 +116,16 @@ type observed struct {
 	ev      *eventsv1.Event
 	at      time.Time
 	initial bool
+	// created: a watch's ADDED, the Event as it was created. Its count is
+	// its first occurrence: there were no earlier ones of this Event to
+	// miss. A count above 1 at creation is carried over from an Event of
+	// the same series the API server deleted (its TTL; client-go's event
+	// recorder then creates it again with the count it had, plus one), and
+	// those counts went out with that Event. Backfilling them (as for an
+	// Event first seen in a list, whose earlier counts may have passed
+	// unseen) repeated them all, into the trace and the alert sinks, each
+	// time such an Event was re-created.
+	created bool
 	// deleted: the Event was deleted; its dedup state is dropped in queue
 	// order, after any update of it still queued.
 	deleted bool
@@ -271,14 +281,17 @@ func toEventsV1(obj any) *eventsv1.Event {
 	return nil
 }
 
-func (s *EventSource) enqueue(ctx context.Context, obj any, initial bool) {
+// enqueue hands the Event to the worker with how it was observed (initial,
+// created; the rest of ob is filled in here).
+func (s *EventSource) enqueue(ctx context.Context, obj any, ob observed) {
 	ev := toEventsV1(obj)
 	if ev == nil || (s.opts.Accept != nil && !s.opts.Accept(ev)) || (s.include != nil && !s.include[ev.Namespace]) {
 		return
 	}
 	s.stats.received.Add(1)
+	ob.ev, ob.at = ev, s.opts.Now()
 	select {
-	case s.queue <- observed{ev: ev, at: s.opts.Now(), initial: initial}:
+	case s.queue <- ob:
 	case <-ctx.Done():
 	}
 }
@@ -435,6 +448,8 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		if t := convert.OccurrenceTime(ob.ev); t.Before(s.start.Add(-s.opts.InitialLookback)) {
 			s.dedup.Baseline(uid, count)
 		}
+	case ob.created:
+		s.dedup.Baseline(uid, count-1)
 	}
 	ds := s.occurrences(ob.ev, uid, count, ob.at)
 	var update *trackedUpdate

@@ -238,6 +238,43 @@ func TestEventSourceCountUpdates(t *testing.T) {
 	waitFor(t, 5*time.Second, "dedup forgets the deleted event", func() bool { return src.dedup.Len() == 1 })
 }
 
+// An Event the watch sees created with a count above 1 yields that count
+// only: client-go's event recorder creates an Event again, with the count
+// it had plus one, when the API server deleted it (its TTL) while the
+// recorder still remembers the series, and the earlier counts went out
+// with the Event it replaces. A count that rises by several in one update
+// still yields each count, and so does an Event first seen in a list (its
+// earlier counts may have passed while the bridge was not watching).
+func TestEventSourceCreatedCountIsNotBackfilled(t *testing.T) {
+	clock := newFakeClock(testT0)
+	client := fake.NewClientset(widgetEvent("demo", "listed", 3, testT0.Add(-time.Minute)))
+	s := &sink{}
+	src := newSource(t, client, nil, s, SourceOptions{API: "events.k8s.io/v1", InitialLookback: 10 * time.Minute, Now: clock.Now})
+	runSource(t, src)
+	waitFor(t, 5*time.Second, "listed event", func() bool { return len(s.of("listed")) == 3 })
+
+	// The series as a recorder writes it: created, counted up, deleted by
+	// the TTL, created again (a new UID) with the next count.
+	createEvent(t, client, widgetEvent("demo", "first", 1, testT0))
+	updateEvent(t, client, "demo", "ev-first", func(ev *eventsv1.Event) { setSeries(ev, 2, testT0.Add(time.Second)) })
+	updateEvent(t, client, "demo", "ev-first", func(ev *eventsv1.Event) { setSeries(ev, 3, testT0.Add(2*time.Second)) })
+	waitFor(t, 5*time.Second, "count 3", func() bool { return s.has("first", 3) })
+	if err := client.EventsV1().Events("demo").Delete(context.Background(), "ev-first", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := widgetEvent("demo", "again", 1, testT0)
+	again.Name = "ev-first" // the recorder keeps the name
+	setSeries(again, 4, testT0.Add(time.Hour))
+	createEvent(t, client, again)
+	// A count that jumps in an update (updates in between were merged).
+	updateEvent(t, client, "demo", "ev-first", func(ev *eventsv1.Event) { setSeries(ev, 7, testT0.Add(time.Hour+time.Second)) })
+	barrier(t, client, s, "demo", "marker")
+
+	wantCounts(t, "listed (first seen in the list)", s.of("listed"), 1, 2, 3)
+	wantCounts(t, "first", s.of("first"), 1, 2, 3)
+	wantCounts(t, "again (created with count 4)", s.of("again"), 4, 5, 6, 7)
+}
+
 // TestEventSourceDeleteAfterQueuedUpdate: the deletion of an Event must not
 // overtake updates of it still in the queue, or their counts would be
 // emitted again.

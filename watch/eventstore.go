@@ -72,16 +72,22 @@ func metaOf(obj any) (metav1.Object, error) {
 }
 
 // Add and Update hand the Event to the worker (which blocks when its queue
-// is full: backpressure on the watch).
-func (st *eventStore) Add(obj any) error {
+// is full: backpressure on the watch). The reflector calls Add for a watch's
+// ADDED, which carries the Event as it was created (a watch resumed at a
+// resourceVersion replays each change as it was): the worker takes the
+// Event's count then as its first (see observed.created). Lists go through
+// Replace or streamList instead.
+func (st *eventStore) Add(obj any) error { return st.add(obj, true) }
+
+func (st *eventStore) Update(obj any) error { return st.add(obj, false) }
+
+func (st *eventStore) add(obj any, created bool) error {
 	if _, ok := st.remember(obj); ok {
 		obj, _ = slimEvent(obj)
-		st.s.enqueue(st.ctx, obj, false)
+		st.s.enqueue(st.ctx, obj, observed{created: created})
 	}
 	return nil
 }
-
-func (st *eventStore) Update(obj any) error { return st.Add(obj) }
 
 // Delete marks the Event gone; the worker drops it from the table when it
 // gets to the deletion, after any update of it still queued.
@@ -150,7 +156,7 @@ func (st *eventStore) stream(obj any) {
 	st.mu.Unlock()
 	if initial || changed {
 		obj, _ = slimEvent(obj)
-		st.s.enqueue(st.ctx, obj, initial)
+		st.s.enqueue(st.ctx, obj, observed{initial: initial})
 	}
 }
 
