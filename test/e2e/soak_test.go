@@ -62,7 +62,8 @@ const soakSource = "kob-soak"
 // It fails only on a clear leak (heap in the last third more than 1.5× the
 // second third AND rising window after window) and on lost or duplicated
 // deliveries: every Event the soak created must arrive, and no occurrence
-// (Event uid, count) of the namespace may arrive twice, except in a log
+// (Event name, count: an Event created again after the TTL deleted it keeps
+// its name) of the namespace may arrive twice, except in a log
 // request that only repeats records already received while the bridge
 // counted failed export attempts: a retry whose first attempt arrived but
 // was answered after --otlp-timeout (on a starved machine), which OTLP's
@@ -95,9 +96,13 @@ func TestSoak(t *testing.T) {
 		if v, _ := r.Attr("k8s.namespace.name"); v != ns {
 			return ""
 		}
-		uid, _ := r.Attr("k8s.event.uid")
+		// By name, not UID: an Event that client-go's recorder creates
+		// again after the TTL deleted it keeps its name and goes on
+		// counting under a new UID, and its earlier counts must not come
+		// again.
+		name, _ := r.Attr("k8s.event.name")
 		c, _ := r.Attr("k8s.event.count")
-		return uid + "#" + c
+		return name + "#" + c
 	})
 
 	cfg := shared.RestConfig()
@@ -223,15 +228,15 @@ func TestSoak(t *testing.T) {
 	// the namespace twice.
 	w.mu.Lock()
 	created := make([]string, 0, len(w.created))
-	for uid := range w.created {
-		created = append(created, uid)
+	for name := range w.created {
+		created = append(created, name)
 	}
 	w.mu.Unlock()
 	missingUIDs := func() []string {
 		var out []string
-		for _, uid := range created {
-			if rcv.Count(uid+"#1") == 0 {
-				out = append(out, uid)
+		for _, name := range created {
+			if rcv.Count(name+"#1") == 0 {
+				out = append(out, name)
 			}
 		}
 		return out
@@ -278,7 +283,7 @@ func TestSoak(t *testing.T) {
 		tot.DuplicatesResent, tot.ResentRequests, exportErrs, tot.DuplicatesFresh)
 	if len(dupKeys) > 0 {
 		sort.Strings(dupKeys)
-		t.Logf("duplicated occurrences (uid#count×n): %v", dupKeys[:min(len(dupKeys), 20)])
+		t.Logf("duplicated occurrences (name#count×n): %v", dupKeys[:min(len(dupKeys), 20)])
 	}
 
 	g := soakGrowth(samples, dur)
@@ -301,7 +306,7 @@ func TestSoak(t *testing.T) {
 	// after failed attempts the bridge itself counted.
 	switch {
 	case tot.DuplicatesFresh > 0:
-		t.Errorf("%d duplicate records among new ones: the bridge sent occurrences twice (uid#count×n: %v)", tot.DuplicatesFresh, dupKeys[:min(len(dupKeys), 20)])
+		t.Errorf("%d duplicate records among new ones: the bridge sent occurrences twice (name#count×n: %v)", tot.DuplicatesFresh, dupKeys[:min(len(dupKeys), 20)])
 	case tot.DuplicatesResent > 0 && exportErrs == 0:
 		t.Errorf("%d duplicate records in %d repeated requests, yet the bridge counted no failed export attempt", tot.DuplicatesResent, tot.ResentRequests)
 	case int64(dups) != tot.DuplicatesResent+tot.DuplicatesFresh:
@@ -363,7 +368,7 @@ type soakWorkload struct {
 	nCreated, nDeleted, nSwept    atomic.Int64
 	nRollouts                     atomic.Int64
 	mu                            sync.Mutex
-	created                       map[string]bool // uids
+	created                       map[string]bool // names
 	fifo                          []soakCreated   // for expiry, oldest first
 	failedCreates, failedRollouts int
 	lastErr                       error
@@ -423,7 +428,7 @@ func (w *soakWorkload) createEvents(ctx context.Context, lim flowcontrol.RateLim
 		}
 		w.nCreated.Add(1)
 		w.mu.Lock()
-		w.created[string(ev.UID)] = true
+		w.created[ev.Name] = true
 		w.fifo = append(w.fifo, soakCreated{name: name, at: time.Now()})
 		w.mu.Unlock()
 	}
