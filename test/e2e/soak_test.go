@@ -176,6 +176,7 @@ func TestSoak(t *testing.T) {
 		}
 		s.Occurrences = m["kube_otel_bridge_occurrences_total"]
 		s.Tracked = m["kube_otel_bridge_events_tracked"]
+		s.Checkpoint = m["kube_otel_bridge_checkpoint_bytes"]
 		tot := rcv.Totals()
 		s.Records, s.Spans = tot.Logs, tot.Spans
 		s.Created, s.Deleted, s.Rollouts = w.nCreated.Load(), w.nDeleted.Load(), w.nRollouts.Load()
@@ -548,15 +549,16 @@ type soakSample struct {
 	Records, Spans       int64
 	Created, Deleted     int64
 	Rollouts             int64
+	Checkpoint           float64 // bytes of the last checkpoint saved
 }
 
-const soakHeader = "   t     RSS   anon   HWM   heap  alloc  gosys  gor  open  closed  objs  events   occurr   records    spans  created  deleted rolls"
+const soakHeader = "   t     RSS   anon   HWM   heap  alloc  gosys  gor  open  closed  objs  events   occurr   records    spans  created  deleted rolls  ckptKB"
 
 func (s soakSample) row() string {
 	mib := func(kb int) float64 { return float64(kb) / 1024 }
-	return fmt.Sprintf("%5.1fm %6.1f %6.1f %5.1f %6.1f %6.1f %6.1f %4.0f %5.0f %7.0f %5.0f %7.0f %8.0f %9d %8d %8d %8d %5d",
+	return fmt.Sprintf("%5.1fm %6.1f %6.1f %5.1f %6.1f %6.1f %6.1f %4.0f %5.0f %7.0f %5.0f %7.0f %8.0f %9d %8d %8d %8d %5d %7.1f",
 		s.At.Minutes(), mib(s.RSS), mib(s.Anon), mib(s.HWM), s.HeapInuse/(1<<20), s.HeapAlloc/(1<<20), s.GoSys/(1<<20),
-		s.Goroutines, s.OpenEpisodes, s.Closed, s.Objects, s.Tracked, s.Occurrences, s.Records, s.Spans, s.Created, s.Deleted, s.Rollouts)
+		s.Goroutines, s.OpenEpisodes, s.Closed, s.Objects, s.Tracked, s.Occurrences, s.Records, s.Spans, s.Created, s.Deleted, s.Rollouts, s.Checkpoint/1024)
 }
 
 // soakThirds are the medians of one series in the second and last thirds.
