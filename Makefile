@@ -48,9 +48,13 @@ test-race: cluster-bins
 unit:
 	$(GO) test -count=1 -short ./...
 
-## bench: benchmarks, printed as a table
+## bench: benchmarks; the raw output goes to bin/bench.txt, then one Markdown table of them all
+## (medians when BENCHCOUNT > 1) to bin/bench.md and the terminal
+BENCHCOUNT ?= 1
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./... | tee $(BIN)/bench.txt
+	@mkdir -p $(BIN)
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./... | tee $(BIN)/bench.txt
+	$(GO) run ./test/benchtable $(BIN)/bench.txt | tee $(BIN)/bench.md
 
 ## lint: gofmt and go vet
 lint:
