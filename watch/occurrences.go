@@ -66,6 +66,12 @@ func (d *Dedup) Next(uid string, count int32) (from, to int32) {
 
 // Baseline marks counts up to count as already emitted.
 func (d *Dedup) Baseline(uid string, count int32) {
+	if count <= 0 {
+		// Nothing to mark (a new Event's count 1 less one, a checkpoint
+		// that knows none of it): no lookup in the table of every live
+		// Event, a cache miss on a large one.
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := refOf(uid)
