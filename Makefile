@@ -74,6 +74,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMetadataProto$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRecording$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME) ./watch/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointNames$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRV$$' -fuzztime $(FUZZTIME) ./watch/
 	$(GO) test -run '^$$' -fuzz '^FuzzControllerParsers$$' -fuzztime $(FUZZTIME) ./causality/
 	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./causality/

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"slices"
@@ -30,21 +31,53 @@ import (
 // On start, for an Event listed with resourceVersion rv and count n:
 //   - in Done: counts above Done[uid] are new;
 //   - else rv <= Watermark: nothing is new;
+//   - else n > 1 and a repeater of the same namespace/name is in Done (see
+//     Names) with a count d below n: counts above d are new;
 //   - else created before PruneBefore: counts above 1 are new;
 //   - else: every count is new.
 type Checkpoint struct {
 	Watermark   uint64
 	PruneBefore time.Time
 	Done        map[string]int32
+	// Names holds, for repeaters in Done (count > 1), the key of the
+	// Event's namespace/name (nameKey). client-go's recorder creates an
+	// Event the API server's TTL deleted again, under the same name with a
+	// new UID and the series' next count: listed at start, that Event's
+	// earlier counts are the ones done under its name. Deleted repeaters
+	// stay in Done for this a while (Tracker.Forget). Saved apart from the
+	// rest (EncodeNames, DecodeNames).
+	Names map[string]uint32
 	// Saved is when the checkpoint was taken (for the lag metric).
 	Saved time.Time
 	// Extra is stored along, opaque here (the causality engine's episode
 	// marks, so that traces do not reuse IDs after a restart).
 	Extra []byte
+
+	// byName maps Names to the highest count done under each, made by the
+	// first DoneCount that needs it (DoneCount is for one goroutine: the
+	// Event worker's).
+	byName map[uint32]int32
 }
 
-// DoneCount is how many counts of the Event are known to be done.
-func (c *Checkpoint) DoneCount(uid string, rv uint64, created time.Time, count int32) int32 {
+// nameKey is the key of an Event's namespace/name in a checkpoint: 32 bits
+// of FNV-1a (0 is kept for none). Two names sharing a key (≈ 1 in 4·10⁹ per
+// pair) could make a re-created Event skip counts only if it also has a
+// higher count than the other's; 4 bytes per repeater keep the checkpoint
+// within a ConfigMap.
+func nameKey(namespace, name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(namespace))
+	h.Write([]byte{'/'})
+	h.Write([]byte(name))
+	if k := h.Sum32(); k != 0 {
+		return k
+	}
+	return 1
+}
+
+// DoneCount is how many counts of the Event are known to be done; name is
+// the Event's nameKey (0 when unknown).
+func (c *Checkpoint) DoneCount(uid string, name uint32, rv uint64, created time.Time, count int32) int32 {
 	if c == nil {
 		return 0
 	}
@@ -54,10 +87,30 @@ func (c *Checkpoint) DoneCount(uid string, rv uint64, created time.Time, count i
 	if rv != 0 && rv <= c.Watermark {
 		return count
 	}
+	if name != 0 && count > 1 {
+		// Created again under its name (a new UID) while the bridge was
+		// down; a lower count there is a new Event that reuses a name.
+		if d, ok := c.doneByName(name); ok && d < count {
+			return d
+		}
+	}
 	if !created.IsZero() && created.Before(c.PruneBefore) {
 		return 1
 	}
 	return 0
+}
+
+func (c *Checkpoint) doneByName(name uint32) (int32, bool) {
+	if c.byName == nil {
+		c.byName = make(map[uint32]int32, len(c.Names))
+		for uid, k := range c.Names {
+			if d := c.Done[uid]; d > c.byName[k] {
+				c.byName[k] = d
+			}
+		}
+	}
+	d, ok := c.byName[name]
+	return d, ok
 }
 
 // checkpointMagic starts the current form, checkpointMagicGzip (inside
@@ -70,7 +123,8 @@ const (
 // Encode returns the checkpoint in a compact binary form: a header of
 // varints, then the entries sorted by UID, each a varint (count<<1, and 1
 // for a UID that is not a canonical UUID) and the UID: the 16 bytes of a
-// UUID (every UID the API server makes), else its length and text. A UUID's
+// UUID (every UID the API server makes), else its length and text. Names
+// are not in it (see EncodeNames): releases before them read it as theirs. A UUID's
 // hex (36 bytes) Huffman-coded took ≈ 19 bytes, and the compressor's tables
 // (≈ 1 MB made and cleared per save) were most of a save's cost; the 16 bytes
 // need none. Extra (the engine's JSON) follows, its length and then one gzip
@@ -79,26 +133,7 @@ func (c *Checkpoint) Encode() ([]byte, error) { return c.encode(nil) }
 
 // encode is Encode compressing Extra with zw (reset for it) when not nil.
 func (c *Checkpoint) encode(zw *gzip.Writer) ([]byte, error) {
-	type entry struct {
-		r     uidRef
-		count int32
-	}
-	entries := make([]entry, 0, len(c.Done))
-	for uid, n := range c.Done {
-		entries = append(entries, entry{refOf(uid), n})
-	}
-	slices.SortFunc(entries, func(a, b entry) int {
-		if a.r.isText != b.r.isText {
-			if a.r.isText {
-				return 1
-			}
-			return -1
-		}
-		if a.r.isText {
-			return strings.Compare(a.r.text, b.r.text)
-		}
-		return bytes.Compare(a.r.id[:], b.r.id[:])
-	})
+	entries := c.sortedEntries()
 	out := make([]byte, 0, 64+len(entries)*18+len(c.Extra)/4)
 	out = append(out, checkpointMagic...)
 	out = binary.AppendUvarint(out, c.Watermark)
@@ -137,6 +172,111 @@ func (c *Checkpoint) encode(zw *gzip.Writer) ([]byte, error) {
 	// without its Extra.
 	out = binary.AppendUvarint(out, uint64(z.Len()))
 	return append(out, z.Bytes()...), nil
+}
+
+// checkpointEntry is one entry of Done as Encode writes it.
+type checkpointEntry struct {
+	r     uidRef
+	count int32
+}
+
+// sortedEntries is Done in the order Encode writes it (and EncodeNames
+// refers to): the UUIDs by their bytes, then other UIDs by their text.
+func (c *Checkpoint) sortedEntries() []checkpointEntry {
+	entries := make([]checkpointEntry, 0, len(c.Done))
+	for uid, n := range c.Done {
+		entries = append(entries, checkpointEntry{refOf(uid), n})
+	}
+	slices.SortFunc(entries, func(a, b checkpointEntry) int {
+		if a.r.isText != b.r.isText {
+			if a.r.isText {
+				return 1
+			}
+			return -1
+		}
+		if a.r.isText {
+			return strings.Compare(a.r.text, b.r.text)
+		}
+		return bytes.Compare(a.r.id[:], b.r.id[:])
+	})
+	return entries
+}
+
+// namesMagic starts the names that go with a checkpoint (EncodeNames).
+const namesMagic = "kob-nm1"
+
+// EncodeNames returns Names in a form that goes with data, the checkpoint
+// as Encode wrote it: the names are kept apart from it (the ConfigMap's
+// "names" key) so that an earlier release still reads the checkpoint, and
+// tied to it by a hash of data, so that names left by a newer release
+// before a rollback and then an upgrade again are never read with a
+// checkpoint they do not belong to. The form: the magic, 8 bytes of
+// FNV-1a of data, the number of entries, then per named entry the gap from
+// the previous named entry's index in Encode's order (varint) and the key
+// (4 bytes little-endian). Nil when there are no names.
+func (c *Checkpoint) EncodeNames(data []byte) []byte {
+	if len(c.Names) == 0 {
+		return nil
+	}
+	entries := c.sortedEntries()
+	h := fnv.New64a()
+	h.Write(data)
+	out := make([]byte, 0, len(namesMagic)+8+binary.MaxVarintLen64+6*len(c.Names))
+	out = append(out, namesMagic...)
+	out = h.Sum(out)
+	out = binary.AppendUvarint(out, uint64(len(entries)))
+	prev := -1
+	for i, e := range entries {
+		k, ok := c.Names[e.r.String()]
+		if !ok {
+			continue
+		}
+		out = binary.AppendUvarint(out, uint64(i-prev))
+		out = binary.LittleEndian.AppendUint32(out, k)
+		prev = i
+	}
+	return out
+}
+
+// DecodeNames sets Names from what EncodeNames wrote for data (the
+// checkpoint c was decoded from). Names that belong to another checkpoint
+// or cannot be read are an error, and leave c without names: they only
+// spare a re-created Event's earlier counts.
+func (c *Checkpoint) DecodeNames(data, names []byte) error {
+	c.Names, c.byName = nil, nil
+	if len(names) == 0 {
+		return nil
+	}
+	if !bytes.HasPrefix(names, []byte(namesMagic)) || len(names) < len(namesMagic)+8 {
+		return errors.New("checkpoint names: unknown format")
+	}
+	h := fnv.New64a()
+	h.Write(data)
+	if !bytes.Equal(h.Sum(nil), names[len(namesMagic):len(namesMagic)+8]) {
+		return errors.New("checkpoint names: written for another checkpoint")
+	}
+	r := bytes.NewReader(names[len(namesMagic)+8:])
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n != uint64(len(c.Done)) {
+		return fmt.Errorf("checkpoint names: %d entries, the checkpoint has %d", n, len(c.Done))
+	}
+	entries := c.sortedEntries()
+	got := map[string]uint32{}
+	i := -1
+	for r.Len() > 0 {
+		gap, err := binary.ReadUvarint(r)
+		if err != nil || gap == 0 || gap > uint64(len(entries)-1-i) {
+			return errors.New("checkpoint names: bad entry index")
+		}
+		i += int(gap)
+		var k [4]byte
+		if _, err := io.ReadFull(r, k[:]); err != nil {
+			return fmt.Errorf("checkpoint names: %w", err)
+		}
+		got[entries[i].r.String()] = binary.LittleEndian.Uint32(k[:])
+	}
+	c.Names = got
+	return nil
 }
 
 // maxExtra bounds the engine's part when reading a checkpoint (a ConfigMap
@@ -304,6 +444,13 @@ type Tracker struct {
 	maxEntries int
 	dropped    uint64
 	changed    bool
+	// now is the clock of departures (Forget); time.Now but in tests.
+	now func() time.Time
+	// unlisted: the entries of the checkpoint it started from that the
+	// initial list has not (yet) shown; at its end (SetReady) they are
+	// Events deleted while no bridge ran: repeaters depart (see
+	// doneEntry.created), the rest go. Nil after that.
+	unlisted *uidTable[struct{}]
 	// ready: the initial list has been processed; before that the
 	// watermark is not meaningful (listed items come in any order).
 	ready bool
@@ -312,36 +459,72 @@ type Tracker struct {
 // SetReady marks the end of the initial list.
 func (t *Tracker) SetReady() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.ready = true
-	t.mu.Unlock()
+	if t.unlisted == nil {
+		return
+	}
+	now := t.now().Unix()
+	for r := range t.unlisted.all() {
+		if e, ok := t.done.getRef(r); ok {
+			t.departLocked(r, e, now)
+		}
+	}
+	t.unlisted = nil
 }
 
 type doneEntry struct {
-	count   int32
-	rv      uint64
-	created int64 // unix seconds
+	count int32
+	// name is the Event's nameKey when count > 1, else 0.
+	name uint32
+	rv   uint64
+	// created is when the Event was created (unix seconds, > 0), or for a
+	// deleted repeater minus when the API server deleted it (see departed;
+	// 24 bytes an entry rather than 32, and a deleted one's creation time
+	// serves nothing). A deleted repeater stays for DepartedFor, saved with
+	// its name, so that a bridge starting after the recorder created it
+	// again (a new UID, the next count) goes on from its count.
+	created int64
 }
 
+// departed is when the API server deleted the Event (unix seconds), 0
+// while it lives.
+func (e doneEntry) departed() int64 { return max(-e.created, 0) }
+
+// DepartedFor is how long a deleted repeater stays in the checkpoint (see
+// doneEntry.departed). client-go's recorder creates an Event again on its
+// next occurrence after the API server's TTL (an hour by default) deleted
+// it; only one created while no bridge ran needs the entry (one the watch
+// sees created is taken from its count), so a few hours cover restarts and
+// upgrades without keeping every deleted repeater.
+const DepartedFor = 3 * time.Hour
+
 // DefaultMaxEntries is how many Events a checkpoint tracks one by one by
-// default: 35,000 UUIDs encode to ≈ 630 KB, which leaves ≈ 400 KB of a
-// ConfigMap (1 MiB of data) for the causality engine's part (its marks and
-// open episodes, cut to fit: see checkpointFit in the command).
+// default: 35,000 UUIDs encode to ≈ 630 KB, with the names of up to 15,000
+// repeaters ≈ 700 KB, which leaves ≈ 330 KB of a ConfigMap (1 MiB of data)
+// for the causality engine's part (its marks and open episodes, cut to
+// fit: see checkpointFit in the command).
 const DefaultMaxEntries = 35000
 
 // MaxEntries is the most a checkpoint can track one by one: ≈ 900 KB of
-// UUIDs, the rest of a ConfigMap for the engine's smallest part.
+// UUIDs, the rest of a ConfigMap for the engine's smallest part. Entries
+// and repeaters' names together stay within it (names go first).
 const MaxEntries = 50000
 
 // NewTracker returns a tracker seeded with a loaded checkpoint (or nil).
 func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
-	t := &Tracker{maxEntries: maxEntries}
+	t := &Tracker{maxEntries: maxEntries, now: time.Now}
 	if t.maxEntries <= 0 {
 		t.maxEntries = DefaultMaxEntries
 	}
 	if cp != nil {
 		t.maxSeen = cp.Watermark
+		t.unlisted = &uidTable[struct{}]{}
+		// (Never negative: that would mark them deleted.)
+		created := max(cp.PruneBefore.Unix(), 0)
 		for uid, c := range cp.Done {
-			t.done.set(uid, doneEntry{count: c, created: cp.PruneBefore.Unix()})
+			t.done.set(uid, doneEntry{count: c, name: cp.Names[uid], created: created})
+			t.unlisted.set(uid, struct{}{})
 		}
 	}
 	return t
@@ -359,11 +542,11 @@ func (t *Tracker) SetLimit(f func() uint64) {
 // and returns the function to call once per occurrence when it is done.
 func (t *Tracker) Begin(uid string, rv uint64, created time.Time, count int32, n int) func() {
 	if n == 0 {
-		t.begin(nil, uid, rv, created, count, 0)
+		t.begin(nil, uid, 0, rv, created, count, 0)
 		return func() {}
 	}
 	u := &trackedUpdate{}
-	t.begin(u, uid, rv, created, count, n)
+	t.begin(u, uid, 0, rv, created, count, n)
 	return u.done
 }
 
@@ -376,24 +559,28 @@ type trackedUpdate struct {
 	rv      uint64
 	created time.Time
 	count   int32
+	name    uint32 // nameKey, for a repeater
 	left    int    // occurrences not yet done, guarded by t.mu
 	seq     uint64 // its place in t.pending, 0: not there (no resourceVersion)
 }
 
 // begin is Begin keeping the update's state in u (which may be nil when n
-// is 0); it returns false when there is nothing to wait for (n is 0: the
-// update is done already).
-func (t *Tracker) begin(u *trackedUpdate, uid string, rv uint64, created time.Time, count int32, n int) bool {
+// is 0) and the Event's nameKey (for a repeater, else 0); it returns false
+// when there is nothing to wait for (n is 0: the update is done already).
+func (t *Tracker) begin(u *trackedUpdate, uid string, name uint32, rv uint64, created time.Time, count int32, n int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if rv > t.maxSeen {
 		t.maxSeen = rv
 	}
+	if t.unlisted != nil {
+		t.unlisted.remove(uid) // listed: it lives
+	}
 	if n == 0 {
-		t.markDone(uid, rv, created, count)
+		t.markDone(uid, name, rv, created, count)
 		return false
 	}
-	*u = trackedUpdate{t: t, uid: uid, rv: rv, created: created, count: count, left: n}
+	*u = trackedUpdate{t: t, uid: uid, rv: rv, created: created, count: count, name: name, left: n}
 	if rv != 0 {
 		u.seq = t.pending.push(rv)
 	}
@@ -410,7 +597,7 @@ func (u *trackedUpdate) done() {
 		if u.seq != 0 {
 			t.pending.done(u.seq)
 		}
-		t.markDone(u.uid, u.rv, u.created, u.count)
+		t.markDone(u.uid, u.name, u.rv, u.created, u.count)
 	}
 }
 
@@ -467,29 +654,66 @@ func (q *pendingQueue) min() uint64 {
 	return m
 }
 
-func (t *Tracker) markDone(uid string, rv uint64, created time.Time, count int32) {
+func (t *Tracker) markDone(uid string, name uint32, rv uint64, created time.Time, count int32) {
 	r := refOf(uid)
 	e, _ := t.done.getRef(r)
 	if count > e.count {
 		e.count = count
 	}
+	if name != 0 {
+		e.name = name
+	}
 	if rv > e.rv {
 		e.rv = rv
 	}
-	if !created.IsZero() {
+	if !created.IsZero() && e.departed() == 0 {
+		// (An occurrence done after the deletion leaves it deleted.)
 		e.created = created.Unix()
 	}
 	t.done.setRef(r, e)
 	t.changed = true
 }
 
-// Forget drops an Event deleted from the API server.
+// DoneByName is the highest count done of a repeater of the name key
+// below count, 0 for none: what a relist's Event with a new UID and that
+// name carries over when the recorder created it again (see
+// Checkpoint.DoneCount). It looks at every entry: for relists only.
+func (t *Tracker) DoneByName(name uint32, count int32) int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var d int32
+	for _, e := range t.done.all() {
+		if e.name == name && e.count < count && e.count > d {
+			d = e.count
+		}
+	}
+	return d
+}
+
+// Forget drops an Event deleted from the API server; a repeater with its
+// name stays for DepartedFor (see doneEntry.departed).
 func (t *Tracker) Forget(uid string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.done.remove(uid) {
-		t.changed = true
+	r := refOf(uid)
+	if e, ok := t.done.getRef(r); ok {
+		t.departLocked(r, e, t.now().Unix())
 	}
+}
+
+// departLocked marks the entry of an Event deleted at now (unix seconds):
+// a repeater with its name stays for DepartedFor, anything else goes.
+func (t *Tracker) departLocked(r uidRef, e doneEntry, now int64) {
+	switch {
+	case e.departed() != 0:
+		return
+	case e.count > 1 && e.name != 0:
+		e.created = -now
+		t.done.setRef(r, e)
+	default:
+		t.done.removeRef(r)
+	}
+	t.changed = true
 }
 
 // Watermark is the highest resourceVersion up to which every update is done.
@@ -531,21 +755,74 @@ func (t *Tracker) Snapshot(now time.Time) (*Checkpoint, bool) {
 	// Two seconds of margin: creation times have one-second resolution and
 	// need not follow resourceVersion order within a second.
 	prune := newest - 2
+	gone := now.Add(-DepartedFor).Unix()
+	named := 0
 	for r, e := range t.done.all() {
-		if e.count <= 1 && e.rv != 0 && e.rv <= w && e.created < prune {
+		switch {
+		case e.departed() != 0 && e.departed() < gone,
+			e.count <= 1 && e.rv != 0 && e.rv <= w && e.created < prune:
 			t.done.removeRef(r)
+		case e.name != 0:
+			named++
 		}
 	}
 	if t.done.len() > t.maxEntries {
 		t.shrinkLocked()
 	}
 	cp := &Checkpoint{Watermark: w, PruneBefore: time.Unix(prune, 0).UTC(), Done: make(map[string]int32, t.done.len()), Saved: now}
+	// Names cost 4 bytes each: no more of them than entries short of
+	// MaxEntries, so that any checkpoint encodes within MaxEntries UUIDs'
+	// room (see TestCheckpointFitsAConfigMap).
+	maxNames := max(MaxEntries-t.done.len(), 0)
+	var keepName func(doneEntry) bool
+	if named > maxNames {
+		keepName = t.namesToKeep(maxNames)
+	}
 	for r, e := range t.done.all() {
-		cp.Done[r.String()] = e.count
+		uid := r.String()
+		cp.Done[uid] = e.count
+		if e.name != 0 && (keepName == nil || keepName(e)) {
+			if cp.Names == nil {
+				cp.Names = map[string]uint32{}
+			}
+			cp.Names[uid] = e.name
+		}
 	}
 	changed := t.changed
 	t.changed = false
 	return cp, changed
+}
+
+// namesToKeep chooses which n entries keep their names when not all can:
+// the deleted repeaters, then the live ones least recently updated (the
+// next the API server's TTL deletes).
+func (t *Tracker) namesToKeep(n int) func(doneEntry) bool {
+	var rvs []uint64
+	departed := 0
+	for _, e := range t.done.all() {
+		switch {
+		case e.name == 0:
+		case e.departed() != 0:
+			departed++
+		default:
+			rvs = append(rvs, e.rv)
+		}
+	}
+	if departed >= n {
+		// Rare (thousands deleted within DepartedFor): those first, in
+		// no particular order.
+		left := n
+		return func(e doneEntry) bool {
+			if e.departed() == 0 || left == 0 {
+				return false
+			}
+			left--
+			return true
+		}
+	}
+	slices.Sort(rvs)
+	limit := rvs[n-departed-1] // the live ones up to this resourceVersion
+	return func(e doneEntry) bool { return e.departed() != 0 || e.rv <= limit }
 }
 
 // shrinkLocked drops the oldest entries beyond maxEntries. Their Events may
@@ -559,7 +836,14 @@ func (t *Tracker) shrinkLocked() {
 	for r, e := range t.done.all() {
 		all = append(all, kv{r, e})
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].e.rv < all[j].e.rv })
+	// Deleted repeaters first (they only serve a restart), then the live
+	// Events least recently updated.
+	sort.Slice(all, func(i, j int) bool {
+		if di, dj := all[i].e.departed() != 0, all[j].e.departed() != 0; di != dj {
+			return di
+		}
+		return all[i].e.rv < all[j].e.rv
+	})
 	for _, x := range all[:len(all)-t.maxEntries] {
 		t.done.removeRef(x.r)
 		t.dropped++

@@ -131,27 +131,32 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 }
 
 // A checkpoint of DefaultMaxEntries Events (random UIDs, as the API
-// server's, the counts of repeaters) leaves a ConfigMap (1 MiB of data)
+// server's, the counts of repeaters, with as many names as the tracker
+// keeps: MaxEntries less the entries) leaves a ConfigMap (1 MiB of data)
 // room for the engine's part: up to 1 MiB of JSON, which compresses to
 // ≈ 150 KB.
 func TestCheckpointFitsAConfigMap(t *testing.T) {
-	// The default leaves the engine's part 400 KB; the most allowed, 100 KB
+	// The default leaves the engine's part 330 KB; the most allowed, 100 KB
 	// (its marks' smallest form is a few hundred bytes).
-	for _, c := range []struct{ entries, engineRoom int }{{DefaultMaxEntries, 400 << 10}, {MaxEntries, 100 << 10}} {
+	for _, c := range []struct{ entries, engineRoom int }{{DefaultMaxEntries, 330 << 10}, {MaxEntries, 100 << 10}} {
 		rng := rand.New(rand.NewPCG(3, 5))
-		cp := &Checkpoint{Watermark: 1 << 40, PruneBefore: cpT0, Saved: cpT0, Done: map[string]int32{}}
+		cp := &Checkpoint{Watermark: 1 << 40, PruneBefore: cpT0, Saved: cpT0, Done: map[string]int32{}, Names: map[string]uint32{}}
 		for len(cp.Done) < c.entries {
 			uid := fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", rng.Uint32(), rng.Uint32()&0xffff, rng.Uint32()&0xfff, 0x8000|rng.Uint32()&0x3fff, rng.Uint64()>>16)
 			cp.Done[uid] = int32(2 + rng.IntN(5000))
+			if len(cp.Names) < MaxEntries-c.entries {
+				cp.Names[uid] = rng.Uint32() | 1
+			}
 		}
 		data, err := cp.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(data) > MaxCheckpointBytes-c.engineRoom {
-			t.Errorf("%d Events encode to %d bytes: over %d, which leaves %d for the engine's part in a ConfigMap", c.entries, len(data), MaxCheckpointBytes-c.engineRoom, c.engineRoom)
+		size := len(data) + len(cp.EncodeNames(data))
+		if size > MaxCheckpointBytes-c.engineRoom {
+			t.Errorf("%d Events and %d names encode to %d bytes: over %d, which leaves %d for the engine's part in a ConfigMap", c.entries, len(cp.Names), size, MaxCheckpointBytes-c.engineRoom, c.engineRoom)
 		}
-		t.Logf("%d Events: %d bytes", c.entries, len(data))
+		t.Logf("%d Events, %d names: %d bytes", c.entries, len(cp.Names), size)
 	}
 }
 
@@ -171,12 +176,12 @@ func TestDoneCountRules(t *testing.T) {
 		{"created while down", "z", 150, cpT0.Add(time.Minute), 2, 0},
 		{"unparsable rv, new", "w", 0, cpT0.Add(time.Minute), 1, 0},
 	} {
-		if got := cp.DoneCount(tc.uid, tc.rv, tc.created, tc.count); got != tc.want {
+		if got := cp.DoneCount(tc.uid, 0, tc.rv, tc.created, tc.count); got != tc.want {
 			t.Errorf("%s: DoneCount = %d, want %d", tc.name, got, tc.want)
 		}
 	}
 	var none *Checkpoint
-	if none.DoneCount("a", 1, cpT0, 5) != 0 {
+	if none.DoneCount("a", 0, 1, cpT0, 5) != 0 {
 		t.Error("nil checkpoint must count nothing done")
 	}
 }
@@ -229,7 +234,7 @@ func TestTrackerSnapshotPrunesWhatTheWatermarkCovers(t *testing.T) {
 		t.Errorf("done %v: repeaters and recent Events must stay", cp.Done)
 	}
 	// Restart semantics for the pruned one: listed again with a new count.
-	if got := cp.DoneCount("old", 20, cpT0, 2); got != 1 {
+	if got := cp.DoneCount("old", 0, 20, cpT0, 2); got != 1 {
 		t.Errorf("pruned Event updated while down: done %d, want 1", got)
 	}
 	inflight()
@@ -334,7 +339,7 @@ func BenchmarkTrackerCheckpoint(b *testing.B) {
 			n++
 			created := cpT0.Add(time.Duration(n) * time.Second / perSecond).Truncate(time.Second)
 			u := &trackedUpdate{}
-			if tr.begin(u, uid(n), rv, created, 1, 1) {
+			if tr.begin(u, uid(n), 0, rv, created, 1, 1) {
 				u.done()
 			}
 		}

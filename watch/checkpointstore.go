@@ -12,8 +12,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// checkpointKey is the ConfigMap binaryData key holding the checkpoint.
-const checkpointKey = "checkpoint"
+// checkpointKey is the ConfigMap binaryData key holding the checkpoint;
+// namesKey holds its repeaters' names (Checkpoint.EncodeNames), apart so
+// that an earlier release, which keeps other keys as they are, still reads
+// the checkpoint after a rollback.
+const (
+	checkpointKey = "checkpoint"
+	namesKey      = "names"
+)
 
 // MaxCheckpointBytes is the most a ConfigMap holds: the API server refuses
 // one whose values add up to more (core validation, MaxSecretSize).
@@ -38,8 +44,11 @@ type ConfigMapStore struct {
 	// cleared) cost a save more than its work (≈ 2 % of the bridge's CPU
 	// under load, in page faults and clearing).
 	zw *gzip.Writer
-	// size is the last checkpoint's size, encoded.
+	// size is the last checkpoint's size, encoded (its names included).
 	size int
+	// NamesErr is why Load dropped the names saved with the checkpoint, if
+	// it did (for the caller's log).
+	NamesErr error
 	// last is the ConfigMap as the last save left it (its checkpoint data
 	// dropped): the next save updates it without reading it first. A
 	// conflict (someone else wrote it meanwhile) reads it again.
@@ -72,6 +81,10 @@ func (s *ConfigMapStore) Load(ctx context.Context) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 	}
+	// Names that do not go with it (left by this release before a rollback
+	// to one without them) are dropped: they only spare re-created Events
+	// their earlier counts.
+	s.NamesErr = cp.DecodeNames(data, cm.BinaryData[namesKey])
 	return cp, nil
 }
 
@@ -86,15 +99,24 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	s.size = len(data)
-	if len(data) > MaxCheckpointBytes {
+	names := cp.EncodeNames(data)
+	s.size = len(data) + len(names)
+	if s.size > MaxCheckpointBytes {
 		// Checked here: the API server would refuse it after the upload.
-		return fmt.Errorf("save checkpoint %s/%s: %w: %d bytes (%d Events tracked, %d bytes of episode state), at most %d",
-			s.Namespace, s.Name, ErrCheckpointTooLarge, len(data), len(cp.Done), len(cp.Extra), MaxCheckpointBytes)
+		return fmt.Errorf("save checkpoint %s/%s: %w: %d bytes (%d Events tracked, %d names, %d bytes of episode state), at most %d",
+			s.Namespace, s.Name, ErrCheckpointTooLarge, s.size, len(cp.Done), len(cp.Names), len(cp.Extra), MaxCheckpointBytes)
+	}
+	put := func(cm *corev1.ConfigMap) {
+		cm.BinaryData[checkpointKey] = data
+		if names != nil {
+			cm.BinaryData[namesKey] = names
+		} else {
+			delete(cm.BinaryData, namesKey)
+		}
 	}
 	if cm := s.last; cm != nil {
 		s.last = nil
-		cm.BinaryData[checkpointKey] = data
+		put(cm)
 		err := s.update(ctx, cm)
 		if err == nil {
 			return nil
@@ -106,11 +128,13 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	}
 	cm, err := s.Client.GetConfigMap(ctx, s.Namespace, s.Name)
 	if apierrors.IsNotFound(err) {
-		saved, err := s.Client.CreateConfigMap(ctx, &corev1.ConfigMap{
+		cm := &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "kube-otel-bridge", "app.kubernetes.io/component": "checkpoint"}},
 			BinaryData: map[string][]byte{checkpointKey: data},
-		})
+		}
+		put(cm)
+		saved, err := s.Client.CreateConfigMap(ctx, cm)
 		if err != nil {
 			return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 		}
@@ -123,7 +147,7 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if cm.BinaryData == nil {
 		cm.BinaryData = map[string][]byte{}
 	}
-	cm.BinaryData[checkpointKey] = data
+	put(cm)
 	if err := s.update(ctx, cm); err != nil {
 		return fmt.Errorf("save checkpoint %s/%s: %w", s.Namespace, s.Name, err)
 	}
@@ -160,5 +184,6 @@ func (s *ConfigMapStore) keep(cm *corev1.ConfigMap) {
 		cm.BinaryData = map[string][]byte{}
 	}
 	cm.BinaryData[checkpointKey] = nil
+	delete(cm.BinaryData, namesKey)
 	s.last = cm
 }

@@ -156,3 +156,55 @@ func TestConfigMapStoreRefusesTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Names are saved under their own key and come back with the checkpoint;
+// a save without names removes the key; after a rollback an earlier
+// release rewrites only the checkpoint (keeping other keys), and the names
+// left are then dropped, with the reason, instead of being read with a
+// checkpoint they do not belong to.
+func TestConfigMapStoreNames(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeConfigMaps{}
+	s := &ConfigMapStore{Client: f, Namespace: "ns", Name: "cp"}
+	named := &Checkpoint{Watermark: 3, Done: map[string]int32{"0a0b0c0d-0000-4000-8000-000000000001": 4}, Names: map[string]uint32{"0a0b0c0d-0000-4000-8000-000000000001": 77}}
+	for range 2 { // a create, then an update
+		if err := s.Save(ctx, named); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.cms["cp"].BinaryData[namesKey]) == 0 {
+		t.Fatalf("no %q key: %v", namesKey, f.cms["cp"].BinaryData)
+	}
+	if s.Size() != len(f.cms["cp"].BinaryData[checkpointKey])+len(f.cms["cp"].BinaryData[namesKey]) {
+		t.Errorf("Size %d: not the checkpoint and its names", s.Size())
+	}
+	got, err := (&ConfigMapStore{Client: f, Namespace: "ns", Name: "cp"}).Load(ctx)
+	if err != nil || got.Names["0a0b0c0d-0000-4000-8000-000000000001"] != 77 {
+		t.Fatalf("loaded %+v, %v: want the name back", got, err)
+	}
+
+	// An earlier release saves (no names, the key left as it was).
+	old := f.cms["cp"].DeepCopy()
+	older := &Checkpoint{Watermark: 9, Done: map[string]int32{"0a0b0c0d-0000-4000-8000-000000000001": 6}}
+	data, err := older.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.BinaryData[checkpointKey] = data
+	if _, err := f.UpdateConfigMap(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	ls := &ConfigMapStore{Client: f, Namespace: "ns", Name: "cp"}
+	got, err = ls.Load(ctx)
+	if err != nil || got.Watermark != 9 || len(got.Names) != 0 || ls.NamesErr == nil {
+		t.Fatalf("after a rollback's save: %+v, %v, names error %v; want its checkpoint, no names and why", got, err, ls.NamesErr)
+	}
+
+	// Without names, the key goes.
+	if err := ls.Save(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.cms["cp"].BinaryData[namesKey]; ok {
+		t.Errorf("a save without names left the %q key", namesKey)
+	}
+}

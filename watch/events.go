@@ -129,6 +129,9 @@ type observed struct {
 	// deleted: the Event was deleted; its dedup state is dropped in queue
 	// order, after any update of it still queued.
 	deleted bool
+	// listed: from a list (the initial one, or a relist after the watch
+	// broke), not a watch.
+	listed bool
 	// synced marks the end of the initial list in the queue.
 	synced bool
 }
@@ -441,15 +444,26 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		held = s.retry(ctx, held, false)
 	}
 	rv, count := ParseRV(ob.ev.ResourceVersion), convert.EventCount(ob.ev)
+	var name uint32
+	if count > 1 {
+		// A repeater: the checkpoint keeps its name (see Checkpoint.Names).
+		name = nameKey(ob.ev.Namespace, ob.ev.Name)
+	}
 	switch {
 	case ob.initial && s.opts.Resume != nil:
-		s.dedup.Baseline(uid, s.opts.Resume.DoneCount(uid, rv, ob.ev.CreationTimestamp.Time, count))
+		s.dedup.Baseline(uid, s.opts.Resume.DoneCount(uid, name, rv, ob.ev.CreationTimestamp.Time, count))
 	case ob.initial:
 		if t := convert.OccurrenceTime(ob.ev); t.Before(s.start.Add(-s.opts.InitialLookback)) {
 			s.dedup.Baseline(uid, count)
 		}
 	case ob.created:
 		s.dedup.Baseline(uid, count-1)
+	case ob.listed && name != 0 && s.opts.Tracker != nil && s.dedup.Last(uid) == 0:
+		// A relist: a repeater never emitted may be one the recorder
+		// created again while the watch was broken, its earlier counts
+		// done under its name (the Event it replaces is still in the
+		// tracker, its deletion comes after the list).
+		s.dedup.Baseline(uid, s.opts.Tracker.DoneByName(name, count))
 	}
 	ds := s.occurrences(ob.ev, uid, count, ob.at)
 	var update *trackedUpdate
@@ -458,8 +472,8 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		// update is done at once.
 		created := ob.ev.CreationTimestamp.Time
 		if len(ds) == 0 {
-			t.begin(nil, uid, rv, created, count, 0)
-		} else if u := &ds[0].update; t.begin(u, uid, rv, created, count, len(ds)) {
+			t.begin(nil, uid, name, rv, created, count, 0)
+		} else if u := &ds[0].update; t.begin(u, uid, name, rv, created, count, len(ds)) {
 			update = u
 		}
 	}

@@ -156,7 +156,7 @@ func (st *eventStore) stream(obj any) {
 	st.mu.Unlock()
 	if initial || changed {
 		obj, _ = slimEvent(obj)
-		st.s.enqueue(st.ctx, obj, observed{initial: initial})
+		st.s.enqueue(st.ctx, obj, observed{initial: initial, listed: true})
 	}
 }
 

@@ -81,6 +81,14 @@ func (d *Dedup) Baseline(uid string, count int32) {
 	}
 }
 
+// Last is the highest count of the Event emitted, 0 for none.
+func (d *Dedup) Last(uid string) int32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, _ := d.events.get(uid)
+	return st.last
+}
+
 // Forget drops the Event's state (when the API server deleted it).
 func (d *Dedup) Forget(uid string) {
 	d.mu.Lock()

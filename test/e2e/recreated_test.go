@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,32 +35,9 @@ func TestRecreatedEventIsOneOccurrence(t *testing.T) {
 	startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns})
 	pod := createPod(ctx, t, ns, "target", nil)
 
-	// The recorder as every controller runs it (correlator, counts, PATCH,
-	// and a create when the PATCH finds no Event).
-	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: shared.Client.CoreV1().Events(ns)})
-	t.Cleanup(b.Shutdown)
-	recorder := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "e2e-recorder"})
+	repeat := newRepeatRecorder(ctx, t, ns)
+	recordAndWait := func(n int32) *corev1.Event { return repeat(pod, "E2ERepeat", n) }
 	events := shared.Client.CoreV1().Events(ns)
-	// recordAndWait records the repeat and waits for the API server to hold
-	// its Event at count n; it returns the Event.
-	recordAndWait := func(n int32) *corev1.Event {
-		t.Helper()
-		recorder.Event(pod, corev1.EventTypeWarning, "E2ERepeat", "the same failure again")
-		var got *corev1.Event
-		err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-			l, err := events.List(ctx, metav1.ListOptions{FieldSelector: "reason=E2ERepeat"})
-			if err != nil || len(l.Items) != 1 || l.Items[0].Count != n {
-				return false, nil
-			}
-			got = &l.Items[0]
-			return true, nil
-		})
-		if err != nil {
-			t.Fatalf("the recorder's Event did not reach count %d: %v", n, err)
-		}
-		return got
-	}
 	var first *corev1.Event
 	for n := int32(1); n <= 3; n++ {
 		first = recordAndWait(n)
@@ -91,5 +69,116 @@ func TestRecreatedEventIsOneOccurrence(t *testing.T) {
 	}
 	if got := counts(withUID(recs, string(first.UID))); !slices.Equal(got, seq(3)) {
 		t.Errorf("the first Event gave record counts %v, want 1..3", got)
+	}
+}
+
+// newRepeatRecorder returns a function that records an Event about obj with
+// the reason given through client-go's event recorder as every controller
+// runs it (correlator, counts, PATCH, and a create when the PATCH finds no
+// Event), and waits for the API server to hold that Event at count n; it
+// returns the Event.
+func newRepeatRecorder(ctx context.Context, t *testing.T, ns string) func(obj *corev1.Pod, reason string, n int32) *corev1.Event {
+	b := record.NewBroadcaster(record.WithContext(ctx))
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: shared.Client.CoreV1().Events(ns)})
+	t.Cleanup(b.Shutdown)
+	recorder := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "e2e-recorder"})
+	events := shared.Client.CoreV1().Events(ns)
+	return func(obj *corev1.Pod, reason string, n int32) *corev1.Event {
+		t.Helper()
+		recorder.Event(obj, corev1.EventTypeWarning, reason, "the same failure again")
+		var got *corev1.Event
+		err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			l, err := events.List(ctx, metav1.ListOptions{FieldSelector: "reason=" + reason})
+			if err != nil || len(l.Items) != 1 || l.Items[0].Count != n {
+				return false, nil
+			}
+			got = &l.Items[0]
+			return true, nil
+		})
+		if err != nil {
+			t.Fatalf("the recorder's %s Event did not reach count %d: %v", reason, n, err)
+		}
+		return got
+	}
+}
+
+// The recorder creates Events again while no bridge runs, after the API
+// server deleted them (the TTL; here by hand): A, deleted while the first
+// bridge ran, and B, deleted while none did. The next bridge, resuming from
+// the checkpoint, emits only their new counts: the checkpoint keeps
+// repeaters' names (and deleted repeaters for a while), and a new UID with
+// a done name goes on from that name's count. A series new in the down
+// time (C) is emitted whole. (Before, a restart emitted A's and B's whole
+// series again, up to 1,000 counts each, with their alerts.)
+func TestRecreatedWhileDownIsNotBackfilled(t *testing.T) {
+	needCluster(t)
+	t.Parallel()
+	ctx := ctxFor(t, 3*time.Minute)
+	ns := shared.NewNamespace(t)
+	state := shared.NewNamespace(t)
+	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	opts := bridgeOpts{Namespaces: ns, Args: deliveryArgs(state)}
+	first := startBridge(t, rcv.Addr(), opts)
+	pod := createPod(ctx, t, ns, "target", nil)
+	repeat := newRepeatRecorder(ctx, t, ns)
+	events := shared.Client.CoreV1().Events(ns)
+
+	var a1, b1 *corev1.Event
+	for n := int32(1); n <= 3; n++ {
+		a1 = repeat(pod, "E2ERepeatA", n)
+	}
+	for n := int32(1); n <= 2; n++ {
+		b1 = repeat(pod, "E2ERepeatB", n)
+	}
+	waitUIDCounts(ctx, t, rcv, string(a1.UID), 3)
+	waitUIDCounts(ctx, t, rcv, string(b1.UID), 2)
+	if err := events.Delete(ctx, a1.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the deletion seen, a checkpoint saved (every 500ms)
+	if code := first.Stop(); code != 0 {
+		t.Fatalf("first bridge exited %d after SIGTERM", code)
+	}
+
+	// No bridge: B deleted; A and B created again with their next counts;
+	// C, new, counted twice.
+	if err := events.Delete(ctx, b1.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a2 := repeat(pod, "E2ERepeatA", 4)
+	b2 := repeat(pod, "E2ERepeatB", 3)
+	if a2.UID == a1.UID || a2.Name != a1.Name || b2.UID == b1.UID || b2.Name != b1.Name {
+		t.Fatalf("the recorder did not create A and B again under their names: %s/%s, %s/%s", a2.Name, a2.UID, b2.Name, b2.UID)
+	}
+	repeat(pod, "E2ERepeatC", 1)
+	c := repeat(pod, "E2ERepeatC", 2)
+
+	second := startBridge(t, rcv.Addr(), opts)
+	if !strings.Contains(second.out.String(), "resuming from checkpoint") {
+		t.Errorf("the second bridge did not log \"resuming from checkpoint\"")
+	}
+	waitRecords(ctx, t, rcv, "A#4, B#3 and C#2 from the second bridge", func(recs []rec) error {
+		if !slices.Contains(counts(withUID(recs, string(a2.UID))), 4) || !slices.Contains(counts(withUID(recs, string(b2.UID))), 3) ||
+			!slices.Contains(counts(withUID(recs, string(c.UID))), 2) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // anything more would have come by now
+	recs := rcv.Logs()
+	for _, tc := range []struct {
+		what string
+		uid  string
+		want []int
+	}{
+		{"A (deleted while the first bridge ran) before", string(a1.UID), seq(3)},
+		{"A created again with count 4", string(a2.UID), []int{4}},
+		{"B (deleted while down) before", string(b1.UID), seq(2)},
+		{"B created again with count 3", string(b2.UID), []int{3}},
+		{"C (new while down)", string(c.UID), seq(2)},
+	} {
+		if got := counts(withUID(recs, tc.uid)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: record counts %v, want %v", tc.what, got, tc.want)
+		}
 	}
 }
