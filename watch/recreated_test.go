@@ -372,3 +372,27 @@ func TestTrackerDropsEntriesTheInitialListLacks(t *testing.T) {
 		t.Errorf("after %s: %v, want only listed", DepartedFor, snap.Done)
 	}
 }
+
+// At most MaxDeparted deleted repeaters stay, the most recently deleted.
+func TestTrackerBoundsDepartedRepeaters(t *testing.T) {
+	now := cpT0
+	tr := NewTracker(nil, 0)
+	tr.now = func() time.Time { return now }
+	tr.SetReady()
+	const n = MaxDeparted + 100
+	for i := range n {
+		uid := fmt.Sprintf("0a0b0c0d-0000-4000-8000-%012x", i)
+		tr.begin(nil, uid, uint32(i+1), uint64(10+i), cpT0, 2, 0)
+		now = now.Add(time.Second) // (departures are kept to the second)
+		tr.Forget(uid)
+	}
+	cp, _ := tr.Snapshot(now)
+	if len(cp.Done) != MaxDeparted || len(cp.Names) != MaxDeparted {
+		t.Fatalf("%d entries, %d names after %d deleted repeaters, want %d", len(cp.Done), len(cp.Names), n, MaxDeparted)
+	}
+	for i := range 100 {
+		if _, ok := cp.Done[fmt.Sprintf("0a0b0c0d-0000-4000-8000-%012x", i)]; ok {
+			t.Fatalf("the deleted repeater %d (among the first deleted) stayed", i)
+		}
+	}
+}
