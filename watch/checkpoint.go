@@ -66,14 +66,18 @@ type Checkpoint struct {
 // higher count than the other's; 4 bytes per repeater keep the checkpoint
 // within a ConfigMap.
 func nameKey(namespace, name string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(namespace))
-	h.Write([]byte{'/'})
-	h.Write([]byte(name))
-	if k := h.Sum32(); k != 0 {
-		return k
+	// FNV-1a by hand: hash/fnv through its interface would allocate the
+	// strings' bytes, for every update of a repeater.
+	const offset, prime = 2166136261, 16777619
+	k := uint32(offset)
+	for i := 0; i < len(namespace); i++ {
+		k = (k ^ uint32(namespace[i])) * prime
 	}
-	return 1
+	k = (k ^ '/') * prime
+	for i := 0; i < len(name); i++ {
+		k = (k ^ uint32(name[i])) * prime
+	}
+	return max(k, 1)
 }
 
 // DoneCount is how many counts of the Event are known to be done; name is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"reflect"
 	"slices"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kube-otel-bridge/kube-otel-bridge/convert"
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/racebuild"
 )
 
 // client-go's recorder creates an Event the API server's TTL deleted again
@@ -394,5 +396,17 @@ func TestTrackerBoundsDepartedRepeaters(t *testing.T) {
 		if _, ok := cp.Done[fmt.Sprintf("0a0b0c0d-0000-4000-8000-%012x", i)]; ok {
 			t.Fatalf("the deleted repeater %d (among the first deleted) stayed", i)
 		}
+	}
+}
+
+func TestNameKeyIsFNV1aAndAllocatesNothing(t *testing.T) {
+	h := fnv.New32a()
+	h.Write([]byte("team-a/web-1.17f0abcdef000001"))
+	if got := nameKey("team-a", "web-1.17f0abcdef000001"); got != h.Sum32() {
+		t.Errorf("nameKey = %#x, FNV-1a of namespace/name = %#x", got, h.Sum32())
+	}
+	ns, name := "team-a", "web-1.17f0abcdef000001"
+	if a := testing.AllocsPerRun(100, func() { _ = nameKey(ns, name) }); a != 0 && !racebuild.Enabled {
+		t.Errorf("nameKey allocates %.0f times", a)
 	}
 }
