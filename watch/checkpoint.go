@@ -134,11 +134,10 @@ const (
 // (≈ 1 MB made and cleared per save) were most of a save's cost; the 16 bytes
 // need none. Extra (the engine's JSON) follows, its length and then one gzip
 // member at the fastest level.
-func (c *Checkpoint) Encode() ([]byte, error) { return c.encode(nil) }
+func (c *Checkpoint) Encode() ([]byte, error) { return c.encode(nil, c.sortedEntries()) }
 
 // encode is Encode compressing Extra with zw (reset for it) when not nil.
-func (c *Checkpoint) encode(zw *gzip.Writer) ([]byte, error) {
-	entries := c.sortedEntries()
+func (c *Checkpoint) encode(zw *gzip.Writer, entries []checkpointEntry) ([]byte, error) {
 	out := make([]byte, 0, 64+len(entries)*18+len(c.Extra)/4)
 	out = append(out, checkpointMagic...)
 	out = binary.AppendUvarint(out, c.Watermark)
@@ -223,7 +222,14 @@ func (c *Checkpoint) EncodeNames(data []byte) []byte {
 	if len(c.Names) == 0 {
 		return nil
 	}
-	entries := c.sortedEntries()
+	return c.encodeNames(data, c.sortedEntries())
+}
+
+// encodeNames is EncodeNames with Done sorted already (sortedEntries).
+func (c *Checkpoint) encodeNames(data []byte, entries []checkpointEntry) []byte {
+	if len(c.Names) == 0 {
+		return nil
+	}
 	h := fnv.New64a()
 	h.Write(data)
 	out := make([]byte, 0, len(namesMagic)+8+binary.MaxVarintLen64+6*len(c.Names))

@@ -95,11 +95,12 @@ func (s *ConfigMapStore) Save(ctx context.Context, cp *Checkpoint) error {
 	if s.zw == nil {
 		s.zw, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
 	}
-	data, err := cp.encode(s.zw)
+	entries := cp.sortedEntries() // sorted once for both
+	data, err := cp.encode(s.zw, entries)
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	names := cp.EncodeNames(data)
+	names := cp.encodeNames(data, entries)
 	s.size = len(data) + len(names)
 	if s.size > MaxCheckpointBytes {
 		// Checked here: the API server would refuse it after the upload.
