@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/kube-otel-bridge/kube-otel-bridge/test/cluster"
 	"github.com/kube-otel-bridge/kube-otel-bridge/test/otlpreceiver"
 )
 
@@ -78,11 +81,16 @@ func TestRecreatedEventIsOneOccurrence(t *testing.T) {
 // Event), and waits for the API server to hold that Event at count n; it
 // returns the Event.
 func newRepeatRecorder(ctx context.Context, t *testing.T, ns string) func(obj *corev1.Pod, reason string, n int32) *corev1.Event {
+	return newRepeatRecorderOn(ctx, t, shared.Client, ns)
+}
+
+// newRepeatRecorderOn is newRepeatRecorder on the cluster of client.
+func newRepeatRecorderOn(ctx context.Context, t *testing.T, client kubernetes.Interface, ns string) func(obj *corev1.Pod, reason string, n int32) *corev1.Event {
 	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: shared.Client.CoreV1().Events(ns)})
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events(ns)})
 	t.Cleanup(b.Shutdown)
 	recorder := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "e2e-recorder"})
-	events := shared.Client.CoreV1().Events(ns)
+	events := client.CoreV1().Events(ns)
 	return func(obj *corev1.Pod, reason string, n int32) *corev1.Event {
 		t.Helper()
 		recorder.Event(obj, corev1.EventTypeWarning, reason, "the same failure again")
@@ -180,5 +188,90 @@ func TestRecreatedWhileDownIsNotBackfilled(t *testing.T) {
 		if got := counts(withUID(recs, tc.uid)); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: record counts %v, want %v", tc.what, got, tc.want)
 		}
+	}
+}
+
+// The same through a relist: the bridge's watch breaks for good (the API
+// server restarts while the bridge is stopped, SIGSTOP, and etcd's history
+// is compacted, so that its watch resumes at a resourceVersion no longer
+// served: 410, a relist), and meanwhile the recorder created an Event
+// again. The relist
+// shows it under a new UID while the Event it replaces is still known to
+// the bridge; it yields only its new count. On a mini cluster of its own
+// (an API server restart), not in parallel.
+func TestRecreatedDuringRelistIsNotBackfilled(t *testing.T) {
+	needCluster(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: 1})
+	if err != nil {
+		t.Fatalf("own mini cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop own mini cluster: %v", err)
+		}
+	})
+	ns := c.NewNamespace(t)
+	state := c.NewNamespace(t)
+	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
+	b := startBridge(t, rcv.Addr(), bridgeOpts{Namespaces: ns, Args: deliveryArgs(state, "--kubeconfig", c.Kubeconfig)})
+	maddr := b.metricsAddr(ctx)
+	pod, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "target"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1.0"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeat := newRepeatRecorderOn(ctx, t, c.Client, ns)
+	var first *corev1.Event
+	for n := int32(1); n <= 3; n++ {
+		first = repeat(pod, "E2ERepeat", n)
+	}
+	waitUIDCounts(ctx, t, rcv, string(first.UID), 3)
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = b.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	if err := c.Restart(cluster.APIServer, false); err != nil {
+		t.Fatalf("restart the API server: %v", err)
+	}
+	if err := c.WaitAPIServer(ctx); err != nil {
+		t.Fatalf("API server after the restart: %v", err)
+	}
+	if err := c.Client.CoreV1().Events(ns).Delete(ctx, first.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := repeat(pod, "E2ERepeat", 4)
+	if again.UID == first.UID || again.Name != first.Name {
+		t.Fatalf("the recorder did not create the Event again: %s/%s", again.Name, again.UID)
+	}
+	// The history the bridge's watch would resume from goes (the API
+	// server compacts every 5 minutes): its watch gets 410 and it lists.
+	rev, err := c.CompactEtcd(ctx)
+	if err != nil {
+		t.Fatalf("compact etcd: %v", err)
+	}
+	t.Logf("etcd compacted to revision %d; the bridge resumes", rev)
+	resume()
+
+	waitRecords(ctx, t, rcv, "count 4 of the Event created again", func(recs []rec) error {
+		if !slices.Contains(counts(withUID(recs, string(again.UID))), 4) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // anything more would have come by now
+	if v, ok, err := metricValue(ctx, maddr, "kube_otel_bridge_events_lists_total"); err != nil || !ok || v < 2 {
+		t.Fatalf("kube_otel_bridge_events_lists_total = %v (present %v, err %v): no relist, the test saw the watch path only", v, ok, err)
+	}
+	if got := counts(withUID(rcv.Logs(), string(again.UID))); !slices.Equal(got, []int{4}) {
+		t.Errorf("the Event created again, seen in a relist: record counts %v, want [4]", got)
 	}
 }
