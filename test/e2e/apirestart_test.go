@@ -23,17 +23,7 @@ import (
 func TestDeliveryAPIServerRestart(t *testing.T) {
 	needCluster(t)
 	ctx := ctxFor(t, 3*time.Minute)
-	start := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: 1})
-	if err != nil {
-		t.Fatalf("own mini cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stop own mini cluster: %v", err)
-		}
-	})
-	t.Logf("own mini cluster ready in %s", time.Since(start).Round(time.Millisecond))
+	c := ownCluster(ctx, t)
 	client := c.Client
 	ns := c.NewNamespace(t)
 	state := c.NewNamespace(t)
@@ -74,7 +64,7 @@ func TestDeliveryAPIServerRestart(t *testing.T) {
 	var last error
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	err = wait.PollUntilContextCancel(pctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextCancel(pctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		v, ok, err := metricValue(ctx, maddr, "kube_otel_bridge_watch_restarts_total")
 		if err != nil {
 			if ctx.Err() == nil {
@@ -92,4 +82,22 @@ func TestDeliveryAPIServerRestart(t *testing.T) {
 	if err != nil {
 		t.Errorf("kube_otel_bridge_watch_restarts_total = %v (last error %v), want >= 1 after the API server restart", restarts, last)
 	}
+}
+
+// ownCluster starts a mini cluster of one node for the test alone (one
+// whose API server it restarts, say), stopped at cleanup.
+func ownCluster(ctx context.Context, t *testing.T) *cluster.Cluster {
+	t.Helper()
+	start := time.Now()
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: 1})
+	if err != nil {
+		t.Fatalf("own mini cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop own mini cluster: %v", err)
+		}
+	})
+	t.Logf("own mini cluster ready in %s", time.Since(start).Round(time.Millisecond))
+	return c
 }

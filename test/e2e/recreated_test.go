@@ -202,15 +202,7 @@ func TestRecreatedWhileDownIsNotBackfilled(t *testing.T) {
 func TestRecreatedDuringRelistIsNotBackfilled(t *testing.T) {
 	needCluster(t)
 	ctx := ctxFor(t, 3*time.Minute)
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: 1})
-	if err != nil {
-		t.Fatalf("own mini cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stop own mini cluster: %v", err)
-		}
-	})
+	c := ownCluster(ctx, t)
 	ns := c.NewNamespace(t)
 	state := c.NewNamespace(t)
 	rcv := otlpreceiver.NewStarted(t, otlpreceiver.Options{})
