@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,8 +279,17 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, h 
 	return l.Addr(), nil
 }
 
+// heapLiveRule adds go_gc_heap_live_bytes (the heap marked live by the last
+// GC: what the bridge retains, without the garbage GOGC lets pile up between
+// cycles, which go_memstats_heap_inuse_bytes counts too) and
+// go_gc_heap_goal_bytes to the Go collector's default metrics: the ones to
+// size memory requests and to tell a leak from the GC's sawtooth.
+var heapLiveRule = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/(live|goal):bytes$`)}
+
 func newRegistry(c *statsCollector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(c,
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(heapLiveRule)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }

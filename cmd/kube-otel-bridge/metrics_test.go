@@ -75,6 +75,9 @@ func TestMetricsAndHealth(t *testing.T) {
 		`kube_otel_bridge_delivery_seconds_bucket{le="+Inf"} 5`,
 		"kube_otel_bridge_delivery_seconds_sum 2.5",
 		"go_goroutines",
+		"go_memstats_heap_inuse_bytes",
+		"go_gc_heap_live_bytes",
+		"go_gc_heap_goal_bytes",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -165,6 +165,7 @@ func TestSoak(t *testing.T) {
 		}
 		s.HeapInuse = m["go_memstats_heap_inuse_bytes"]
 		s.HeapAlloc = m["go_memstats_heap_alloc_bytes"]
+		s.HeapLive = m["go_gc_heap_live_bytes"]
 		s.GoSys = m["go_memstats_sys_bytes"]
 		s.Goroutines = m["go_goroutines"]
 		s.OpenEpisodes = m["kube_otel_bridge_open_episodes"]
@@ -291,14 +292,18 @@ func TestSoak(t *testing.T) {
 	for _, l := range g.lines() {
 		t.Log(l)
 	}
-	t.Logf("KOB_SOAK_RESULT duration=%s samples=%d heap_mid_mib=%.1f heap_last_mib=%.1f heap_growth=%.3f anon_mid_mib=%.1f anon_last_mib=%.1f anon_growth=%.3f rss_mid_mib=%.1f rss_last_mib=%.1f peak_rss_mib=%.1f heap_slope_mib_per_h=%.2f created=%d missing=%d dups=%d dups_resent=%d export_errors=%.0f",
-		dur, len(samples), g.heap.mid/(1<<20), g.heap.last/(1<<20), g.heap.ratio(), g.anon.mid/1024, g.anon.last/1024, g.anon.ratio(),
+	t.Logf("KOB_SOAK_RESULT duration=%s samples=%d heap_mid_mib=%.1f heap_last_mib=%.1f heap_growth=%.3f live_mid_mib=%.1f live_last_mib=%.1f live_growth=%.3f live_slope_mib_per_h=%.2f anon_mid_mib=%.1f anon_last_mib=%.1f anon_growth=%.3f rss_mid_mib=%.1f rss_last_mib=%.1f peak_rss_mib=%.1f heap_slope_mib_per_h=%.2f created=%d missing=%d dups=%d dups_resent=%d export_errors=%.0f",
+		dur, len(samples), g.heap.mid/(1<<20), g.heap.last/(1<<20), g.heap.ratio(), g.live.mid/(1<<20), g.live.last/(1<<20), g.live.ratio(), g.liveSlope, g.anon.mid/1024, g.anon.last/1024, g.anon.ratio(),
 		g.rss.mid/1024, g.rss.last/1024, float64(samples[len(samples)-1].HWM)/1024, g.heapSlope, len(created), len(missing), dups,
 		tot.DuplicatesResent, exportErrs)
 
 	if g.heap.ratio() > 1.5 && g.heapMonotonic {
 		t.Errorf("memory leak: Go heap median %.1f MiB in the last third vs %.1f MiB in the second (×%.2f), rising window after window (%s)",
 			g.heap.last/(1<<20), g.heap.mid/(1<<20), g.heap.ratio(), g.heapWindowsString())
+	}
+	if g.live.ratio() > 1.5 && g.liveMonotonic {
+		t.Errorf("memory leak: live heap median %.1f MiB in the last third vs %.1f MiB in the second (×%.2f), rising window after window (%s)",
+			g.live.last/(1<<20), g.live.mid/(1<<20), g.live.ratio(), windowsString(g.liveWindows))
 	}
 	if n := len(missing); n > 0 {
 		t.Errorf("%d created events never arrived (e.g. %v)", n, missing[:min(n, 20)])
@@ -542,6 +547,11 @@ type soakSample struct {
 	At                   time.Duration
 	RSS, Anon, HWM       int // KiB
 	HeapInuse, HeapAlloc float64
+	// HeapLive: the heap the last GC marked live (go_gc_heap_live_bytes),
+	// what the bridge retains; the heap in use and allocated also hold the
+	// garbage of the current GC cycle (up to GOGC % more), so they follow
+	// the GC's sawtooth as well as retention.
+	HeapLive             float64
 	GoSys, Goroutines    float64
 	OpenEpisodes, Closed float64
 	Objects, Occurrences float64
@@ -552,12 +562,12 @@ type soakSample struct {
 	Checkpoint           float64 // bytes of the last checkpoint saved
 }
 
-const soakHeader = "   t     RSS   anon   HWM   heap  alloc  gosys  gor  open  closed  objs  events   occurr   records    spans  created  deleted rolls  ckptKB"
+const soakHeader = "   t     RSS   anon   HWM   heap  alloc   live  gosys  gor  open  closed  objs  events   occurr   records    spans  created  deleted rolls  ckptKB"
 
 func (s soakSample) row() string {
 	mib := func(kb int) float64 { return float64(kb) / 1024 }
-	return fmt.Sprintf("%5.1fm %6.1f %6.1f %5.1f %6.1f %6.1f %6.1f %4.0f %5.0f %7.0f %5.0f %7.0f %8.0f %9d %8d %8d %8d %5d %7.1f",
-		s.At.Minutes(), mib(s.RSS), mib(s.Anon), mib(s.HWM), s.HeapInuse/(1<<20), s.HeapAlloc/(1<<20), s.GoSys/(1<<20),
+	return fmt.Sprintf("%5.1fm %6.1f %6.1f %5.1f %6.1f %6.1f %6.1f %6.1f %4.0f %5.0f %7.0f %5.0f %7.0f %8.0f %9d %8d %8d %8d %5d %7.1f",
+		s.At.Minutes(), mib(s.RSS), mib(s.Anon), mib(s.HWM), s.HeapInuse/(1<<20), s.HeapAlloc/(1<<20), s.HeapLive/(1<<20), s.GoSys/(1<<20),
 		s.Goroutines, s.OpenEpisodes, s.Closed, s.Objects, s.Tracked, s.Occurrences, s.Records, s.Spans, s.Created, s.Deleted, s.Rollouts, s.Checkpoint/1024)
 }
 
@@ -572,10 +582,14 @@ func (m soakThirds) ratio() float64 {
 }
 
 type soakGrowthReport struct {
-	heap, alloc, anon, rss soakThirds
-	heapWindows            []float64 // medians of the heap in 4 windows after the first third
-	heapMonotonic          bool
-	heapSlope              float64 // MiB per hour, least squares over the last two thirds
+	heap, alloc, live, anon, rss soakThirds
+	heapWindows                  []float64 // medians of the heap in 4 windows after the first third
+	heapMonotonic                bool
+	heapSlope                    float64 // MiB per hour, least squares over the last two thirds
+	// The same of the live heap (none when the bridge does not export it).
+	liveWindows   []float64
+	liveMonotonic bool
+	liveSlope     float64
 }
 
 func soakGrowth(samples []soakSample, dur time.Duration) soakGrowthReport {
@@ -603,25 +617,50 @@ func soakGrowth(samples []soakSample, dur time.Duration) soakGrowthReport {
 		return soakThirds{median(series(mid, f)), median(series(last, f))}
 	}
 	heap := func(s soakSample) float64 { return s.HeapInuse }
+	live := func(s soakSample) float64 { return s.HeapLive }
 	r.heap = thirds(heap)
 	r.alloc = thirds(func(s soakSample) float64 { return s.HeapAlloc })
+	r.live = thirds(live)
 	r.anon = thirds(func(s soakSample) float64 { return float64(s.Anon) })
 	r.rss = thirds(func(s soakSample) float64 { return float64(s.RSS) })
-	const windows = 4
-	if len(after) >= windows {
-		r.heapMonotonic = true
-		for i := range windows {
-			w := median(series(after[i*len(after)/windows:(i+1)*len(after)/windows], heap))
-			if i > 0 && w <= r.heapWindows[i-1] {
-				r.heapMonotonic = false
-			}
-			r.heapWindows = append(r.heapWindows, w)
-		}
+	r.heapWindows, r.heapMonotonic = soakWindows(after, heap)
+	r.heapSlope = soakSlope(after, heap)
+	if r.live.mid > 0 {
+		r.liveWindows, r.liveMonotonic = soakWindows(after, live)
+		r.liveSlope = soakSlope(after, live)
 	}
-	// Least-squares slope of the heap over the last two thirds.
+	return r
+}
+
+// soakWindows are the medians of f in 4 windows of the samples, and whether
+// they rise window after window.
+func soakWindows(ss []soakSample, f func(soakSample) float64) ([]float64, bool) {
+	const windows = 4
+	if len(ss) < windows {
+		return nil, false
+	}
+	var out []float64
+	monotonic := true
+	for i := range windows {
+		var v []float64
+		for _, s := range ss[i*len(ss)/windows : (i+1)*len(ss)/windows] {
+			v = append(v, f(s))
+		}
+		w := median(v)
+		if i > 0 && w <= out[i-1] {
+			monotonic = false
+		}
+		out = append(out, w)
+	}
+	return out, monotonic
+}
+
+// soakSlope is the least-squares slope of f (bytes) over the samples, in
+// MiB per hour.
+func soakSlope(ss []soakSample, f func(soakSample) float64) float64 {
 	var n, sx, sy, sxx, sxy float64
-	for _, s := range after {
-		x, y := s.At.Hours(), s.HeapInuse/(1<<20)
+	for _, s := range ss {
+		x, y := s.At.Hours(), f(s)/(1<<20)
 		n++
 		sx += x
 		sy += y
@@ -629,14 +668,16 @@ func soakGrowth(samples []soakSample, dur time.Duration) soakGrowthReport {
 		sxy += x * y
 	}
 	if d := n*sxx - sx*sx; n >= 2 && d != 0 {
-		r.heapSlope = (n*sxy - sx*sy) / d
+		return (n*sxy - sx*sy) / d
 	}
-	return r
+	return 0
 }
 
-func (r soakGrowthReport) heapWindowsString() string {
+func (r soakGrowthReport) heapWindowsString() string { return windowsString(r.heapWindows) }
+
+func windowsString(ws []float64) string {
 	var parts []string
-	for _, w := range r.heapWindows {
+	for _, w := range ws {
 		parts = append(parts, fmt.Sprintf("%.1f", w/(1<<20)))
 	}
 	return strings.Join(parts, " → ") + " MiB"
@@ -644,15 +685,21 @@ func (r soakGrowthReport) heapWindowsString() string {
 
 func (r soakGrowthReport) lines() []string {
 	pct := func(m soakThirds) string { return fmt.Sprintf("%+.1f%%", (m.ratio()-1)*100) }
-	return []string{
+	out := []string{
 		"growth, median of the last third vs median of the second third:",
 		fmt.Sprintf("  Go heap in use  %6.1f → %6.1f MiB (%s)", r.heap.mid/(1<<20), r.heap.last/(1<<20), pct(r.heap)),
 		fmt.Sprintf("  Go heap alloc   %6.1f → %6.1f MiB (%s)", r.alloc.mid/(1<<20), r.alloc.last/(1<<20), pct(r.alloc)),
+		fmt.Sprintf("  Go heap live    %6.1f → %6.1f MiB (%s)", r.live.mid/(1<<20), r.live.last/(1<<20), pct(r.live)),
 		fmt.Sprintf("  RSS anonymous   %6.1f → %6.1f MiB (%s)", r.anon.mid/1024, r.anon.last/1024, pct(r.anon)),
 		fmt.Sprintf("  RSS             %6.1f → %6.1f MiB (%s)", r.rss.mid/1024, r.rss.last/1024, pct(r.rss)),
 		fmt.Sprintf("  heap medians of 4 windows after the first third: %s (monotonic: %v); least-squares slope %.2f MiB/h",
 			r.heapWindowsString(), r.heapMonotonic, r.heapSlope),
 	}
+	if r.liveWindows != nil {
+		out = append(out, fmt.Sprintf("  live heap medians of 4 windows after the first third: %s (monotonic: %v); least-squares slope %.2f MiB/h",
+			windowsString(r.liveWindows), r.liveMonotonic, r.liveSlope))
+	}
+	return out
 }
 
 func median(v []float64) float64 {
