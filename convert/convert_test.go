@@ -141,7 +141,7 @@ func TestFirstTime(t *testing.T) {
 		{"", nil},
 	}
 	for i, s := range steps {
-		got := firstTime(ev)
+		got := FirstTime(ev)
 		if s.want == "" {
 			if !got.IsZero() {
 				t.Errorf("step %d: firstTime = %v, want zero", i, got)

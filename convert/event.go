@@ -78,11 +78,11 @@ func OccurrenceTime(ev *eventsv1.Event) time.Time {
 	return time.Time{}
 }
 
-// firstTime returns when the Event first happened: deprecatedFirstTimestamp >
+// FirstTime returns when the Event first happened: deprecatedFirstTimestamp >
 // eventTime > creationTimestamp > series.lastObservedTime. Creation comes
 // before the series time because the Event object is created at the first
 // occurrence, while lastObservedTime is the latest one.
-func firstTime(ev *eventsv1.Event) time.Time {
+func FirstTime(ev *eventsv1.Event) time.Time {
 	switch {
 	case !ev.DeprecatedFirstTimestamp.IsZero():
 		return ev.DeprecatedFirstTimestamp.UTC()
@@ -140,7 +140,7 @@ func FromEventInto(o *Occurrence, chain []Ref, ev *eventsv1.Event, count int32, 
 		Reason:              validUTF8(ev.Reason),
 		Action:              validUTF8(ev.Action),
 		Time:                OccurrenceTime(ev),
-		FirstTime:           firstTime(ev),
+		FirstTime:           FirstTime(ev),
 		Observed:            observed,
 		Regarding:           refFrom(&ev.Regarding),
 		ReportingController: validUTF8(ev.ReportingController),

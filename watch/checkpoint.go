@@ -35,6 +35,9 @@ import (
 //   - else n > 1 and a repeater of the same namespace/name is in Done (see
 //     Names) with a count d below n: counts above d are new;
 //   - else created before PruneBefore: counts above 1 are new;
+//   - else n > 1 and its series began more than SeriesSkew before
+//     PruneBefore (an Event created again, see SeriesSkew): counts above 1
+//     are new;
 //   - else: every count is new.
 type Checkpoint struct {
 	Watermark   uint64
@@ -80,9 +83,29 @@ func nameKey(namespace, name string) uint32 {
 	return max(k, 1)
 }
 
+// SeriesSkew: an Event first seen with a count above 1 whose series began
+// (its first timestamp, convert.FirstTime) this long or more before a time
+// by which every Event created is done (PruneBefore) was created again by
+// client-go's recorder after the API server's TTL deleted it: its count 1
+// went out with the Event it replaces, which that first occurrence created.
+// Higher counts of that one are found by name (repeaters), not by this. The
+// margin is for the series' time, which is the recorder's clock (a
+// kubelet's, a controller's) and may run behind the API server's, and for
+// the recorder's retries before its create got through; the TTL (an hour by
+// default) keeps real re-creations far older. Kubernetes itself allows 5
+// minutes of clock skew (it backdates the certificates it issues by that).
+const SeriesSkew = 10 * time.Minute
+
+// seriesBefore reports whether a series that began at first is SeriesSkew
+// or more older than prune.
+func seriesBefore(first, prune time.Time) bool {
+	return !first.IsZero() && !prune.IsZero() && first.Before(prune.Add(-SeriesSkew))
+}
+
 // DoneCount is how many counts of the Event are known to be done; name is
-// the Event's nameKey (0 when unknown).
-func (c *Checkpoint) DoneCount(uid string, name uint32, rv uint64, created time.Time, count int32) int32 {
+// the Event's nameKey (0 when unknown), first when its series began
+// (convert.FirstTime).
+func (c *Checkpoint) DoneCount(uid string, name uint32, rv uint64, created, first time.Time, count int32) int32 {
 	if c == nil {
 		return 0
 	}
@@ -100,6 +123,11 @@ func (c *Checkpoint) DoneCount(uid string, name uint32, rv uint64, created time.
 		}
 	}
 	if !created.IsZero() && created.Before(c.PruneBefore) {
+		return 1
+	}
+	if count > 1 && seriesBefore(first, c.PruneBefore) {
+		// Created again while the bridge was down, after an Event whose
+		// last count the checkpoint had no name for (count 1, pruned).
 		return 1
 	}
 	return 0
@@ -462,6 +490,9 @@ type Tracker struct {
 	// Events deleted while no bridge ran: repeaters depart (see
 	// doneEntry.created), the rest go. Nil after that.
 	unlisted *uidTable[struct{}]
+	// pruneBefore: the last snapshot's PruneBefore (at first the
+	// checkpoint's), for DoneOfSeries.
+	pruneBefore time.Time
 	// ready: the initial list has been processed; before that the
 	// watermark is not meaningful (listed items come in any order).
 	ready bool
@@ -536,6 +567,7 @@ func NewTracker(cp *Checkpoint, maxEntries int) *Tracker {
 	}
 	if cp != nil {
 		t.maxSeen = cp.Watermark
+		t.pruneBefore = cp.PruneBefore
 		t.unlisted = &uidTable[struct{}]{}
 		// (Never negative: that would mark them deleted.)
 		created := max(cp.PruneBefore.Unix(), 0)
@@ -691,11 +723,13 @@ func (t *Tracker) markDone(uid string, name uint32, rv uint64, created time.Time
 	t.changed = true
 }
 
-// DoneByName is the highest count done of a repeater of the name key
-// below count, 0 for none: what a relist's Event with a new UID and that
-// name carries over when the recorder created it again (see
-// Checkpoint.DoneCount). It looks at every entry: for relists only.
-func (t *Tracker) DoneByName(name uint32, count int32) int32 {
+// DoneOfSeries is what a relist's Event with a new UID, the name key name,
+// a series that began at first and count carries over when the recorder
+// created it again (see Checkpoint.DoneCount): the highest count done of a
+// repeater of that name below count, else 1 when the series began
+// SeriesSkew before the last snapshot's PruneBefore, else 0. It looks at
+// every entry: for relists only.
+func (t *Tracker) DoneOfSeries(name uint32, first time.Time, count int32) int32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var d int32
@@ -703,6 +737,9 @@ func (t *Tracker) DoneByName(name uint32, count int32) int32 {
 		if e.name == name && e.count < count && e.count > d {
 			d = e.count
 		}
+	}
+	if d == 0 && count > 1 && seriesBefore(first, t.pruneBefore) {
+		d = 1
 	}
 	return d
 }
@@ -792,7 +829,8 @@ func (t *Tracker) Snapshot(now time.Time) (*Checkpoint, bool) {
 	if t.done.len() > t.maxEntries {
 		t.shrinkLocked()
 	}
-	cp := &Checkpoint{Watermark: w, PruneBefore: time.Unix(prune, 0).UTC(), Done: make(map[string]int32, t.done.len()), Saved: now}
+	t.pruneBefore = time.Unix(prune, 0).UTC()
+	cp := &Checkpoint{Watermark: w, PruneBefore: t.pruneBefore, Done: make(map[string]int32, t.done.len()), Saved: now}
 	// Names cost 4 bytes each: no more of them than entries short of
 	// MaxEntries, so that any checkpoint encodes within MaxEntries UUIDs'
 	// room (see TestCheckpointFitsAConfigMap).

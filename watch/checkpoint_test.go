@@ -167,21 +167,34 @@ func TestDoneCountRules(t *testing.T) {
 		uid     string
 		rv      uint64
 		created time.Time
+		first   time.Time // the series' (convert.FirstTime); zero: as created
 		count   int32
 		want    int32
 	}{
-		{"tracked repeater", "rep", 150, cpT0.Add(-time.Hour), 7, 4},
-		{"covered by watermark", "x", 90, cpT0.Add(time.Hour), 3, 3},
-		{"pruned count-1 event updated while down", "y", 150, cpT0.Add(-time.Minute), 2, 1},
-		{"created while down", "z", 150, cpT0.Add(time.Minute), 2, 0},
-		{"unparsable rv, new", "w", 0, cpT0.Add(time.Minute), 1, 0},
+		{"tracked repeater", "rep", 150, cpT0.Add(-time.Hour), time.Time{}, 7, 4},
+		{"covered by watermark", "x", 90, cpT0.Add(time.Hour), time.Time{}, 3, 3},
+		{"pruned count-1 event updated while down", "y", 150, cpT0.Add(-time.Minute), time.Time{}, 2, 1},
+		{"created while down", "z", 150, cpT0.Add(time.Minute), time.Time{}, 2, 0},
+		{"unparsable rv, new", "w", 0, cpT0.Add(time.Minute), time.Time{}, 1, 0},
+		// The recorder created it again while down after the TTL deleted
+		// an Event of count 1 (pruned: no name kept): its series began
+		// long before.
+		{"created again while down after count 1", "r", 150, cpT0.Add(time.Hour), cpT0.Add(-time.Hour), 2, 1},
+		{"created again, counts held back meanwhile", "r", 150, cpT0.Add(time.Hour), cpT0.Add(-time.Hour), 5, 1},
+		{"a series within the clock skew allowed", "r", 150, cpT0.Add(time.Hour), cpT0.Add(-SeriesSkew / 2), 2, 0},
+		{"a series begun while down", "r", 150, cpT0.Add(time.Hour), cpT0.Add(time.Minute), 2, 0},
+		{"an old series' first count: not created again", "r", 150, cpT0.Add(time.Hour), cpT0.Add(-time.Hour), 1, 0},
 	} {
-		if got := cp.DoneCount(tc.uid, 0, tc.rv, tc.created, tc.count); got != tc.want {
+		first := tc.first
+		if first.IsZero() {
+			first = tc.created
+		}
+		if got := cp.DoneCount(tc.uid, 0, tc.rv, tc.created, first, tc.count); got != tc.want {
 			t.Errorf("%s: DoneCount = %d, want %d", tc.name, got, tc.want)
 		}
 	}
 	var none *Checkpoint
-	if none.DoneCount("a", 0, 1, cpT0, 5) != 0 {
+	if none.DoneCount("a", 0, 1, cpT0, cpT0, 5) != 0 {
 		t.Error("nil checkpoint must count nothing done")
 	}
 }
@@ -234,7 +247,7 @@ func TestTrackerSnapshotPrunesWhatTheWatermarkCovers(t *testing.T) {
 		t.Errorf("done %v: repeaters and recent Events must stay", cp.Done)
 	}
 	// Restart semantics for the pruned one: listed again with a new count.
-	if got := cp.DoneCount("old", 0, 20, cpT0, 2); got != 1 {
+	if got := cp.DoneCount("old", 0, 20, cpT0, cpT0, 2); got != 1 {
 		t.Errorf("pruned Event updated while down: done %d, want 1", got)
 	}
 	inflight()

@@ -451,7 +451,7 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 	}
 	switch {
 	case ob.initial && s.opts.Resume != nil:
-		s.dedup.Baseline(uid, s.opts.Resume.DoneCount(uid, name, rv, ob.ev.CreationTimestamp.Time, count))
+		s.dedup.Baseline(uid, s.opts.Resume.DoneCount(uid, name, rv, ob.ev.CreationTimestamp.Time, convert.FirstTime(ob.ev), count))
 	case ob.initial:
 		if t := convert.OccurrenceTime(ob.ev); t.Before(s.start.Add(-s.opts.InitialLookback)) {
 			s.dedup.Baseline(uid, count)
@@ -462,8 +462,9 @@ func (s *EventSource) process(ctx context.Context, ob observed, held []pending) 
 		// A relist: a repeater never emitted may be one the recorder
 		// created again while the watch was broken, its earlier counts
 		// done under its name (the Event it replaces is still in the
-		// tracker, its deletion comes after the list).
-		s.dedup.Baseline(uid, s.opts.Tracker.DoneByName(name, count))
+		// tracker, its deletion comes after the list), or its count 1
+		// done long before (see SeriesSkew).
+		s.dedup.Baseline(uid, s.opts.Tracker.DoneOfSeries(name, convert.FirstTime(ob.ev), count))
 	}
 	ds := s.occurrences(ob.ev, uid, count, ob.at)
 	var update *trackedUpdate

@@ -45,7 +45,7 @@ func TestDoneCountFindsARecreatedEventByName(t *testing.T) {
 		{"the UID's own entry wins", "old-uid", key, 150, 7, 3},
 		{"the watermark covers it", "new-uid", key, 90, 4, 4},
 	} {
-		if got := cp.DoneCount(tc.uid, tc.key, tc.rv, recent, tc.count); got != tc.want {
+		if got := cp.DoneCount(tc.uid, tc.key, tc.rv, recent, recent, tc.count); got != tc.want {
 			t.Errorf("%s: DoneCount = %d, want %d", tc.name, got, tc.want)
 		}
 	}
@@ -173,7 +173,7 @@ func TestTrackerKeepsADeletedRepeaterByName(t *testing.T) {
 	if err := loaded.DecodeNames(data, cp.EncodeNames(data)); err != nil {
 		t.Fatal(err)
 	}
-	if got := loaded.DoneCount("created-again", key, 50, cpT0.Add(time.Hour), 4); got != 3 {
+	if got := loaded.DoneCount("created-again", key, 50, cpT0.Add(time.Hour), cpT0.Add(time.Hour), 4); got != 3 {
 		t.Errorf("the Event created again with count 4 after a restart: %d done, want 3", got)
 	}
 	// Carried over to the next bridge's tracker, name included.
@@ -346,6 +346,87 @@ func TestEventSourceRelistRecreatedGoesOnByName(t *testing.T) {
 	if src.dedup.Len() != 2 {
 		t.Errorf("%d Events known after the relist, want 2 (y deleted)", src.dedup.Len())
 	}
+}
+
+// An Event of count 1 leaves no name in the checkpoint (it is pruned once
+// the watermark passes it). Created again while no bridge ran, under a new
+// UID with count 2 and its series' first time, it goes on from count 1:
+// the series began long before the checkpoint's PruneBefore, so its count 1
+// went out with the Event it replaces (see SeriesSkew). A series that began
+// within the skew allowed before it, or after it, is yielded whole. (Before,
+// the Event created again gave counts 1 and 2: count 1 twice.)
+func TestEventSourceRecreatedAfterCountOneGoesOn(t *testing.T) {
+	pruned := testT0.Add(time.Hour)
+	resume := &Checkpoint{Watermark: 100, PruneBefore: pruned, Done: map[string]int32{}, Saved: pruned.Add(2 * time.Second)}
+	listed := func(uid string, count int32, first time.Time) *eventsv1.Event {
+		ev := widgetEvent("demo", uid, count, pruned.Add(time.Hour)) // created while down
+		ev.EventTime = metav1.NewMicroTime(first)                    // the series' first time, as the recorder keeps it
+		ev.ResourceVersion = "150"
+		return ev
+	}
+	again := listed("again", 2, testT0)
+	held := listed("held", 4, testT0) // counts 2 and 3 held back by the recorder's spam filter
+	skewed := listed("skewed", 2, pruned.Add(-SeriesSkew/2))
+	fresh := listed("fresh", 2, pruned.Add(30*time.Minute))
+	s := &sink{}
+	src, err := NewEventSource(eventClient(fake.NewClientset(again, held, skewed, fresh)), newTestCache(t, CacheOptions{}), s.handle,
+		SourceOptions{API: "events.k8s.io/v1", Resume: resume, Tracker: NewTracker(resume, 0), InitialLookback: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, src)
+	waitFor(t, 5*time.Second, "the listed Events", func() bool {
+		return s.has("again", 2) && s.has("held", 4) && s.has("skewed", 2) && s.has("fresh", 2)
+	})
+	time.Sleep(100 * time.Millisecond) // anything more would have come by now
+	wantCounts(t, "created again after count 1", s.of("again"), 2)
+	wantCounts(t, "created again after count 1, counts held back", s.of("held"), 2, 3, 4)
+	wantCounts(t, "a series begun within the skew allowed", s.of("skewed"), 1, 2)
+	wantCounts(t, "a series begun while down", s.of("fresh"), 1, 2)
+}
+
+// The same through a relist: the tracker's last snapshot pruned the Event
+// of count 1 the recorder created again while the watch was broken.
+func TestEventSourceRelistRecreatedAfterCountOneGoesOn(t *testing.T) {
+	s := &sink{}
+	tr := NewTracker(nil, 0)
+	src, err := NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), func(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) error {
+		err := s.handle(ctx, ev, o)
+		DoneFromContext(ctx)()
+		return err
+	}, SourceOptions{API: "events.k8s.io/v1", Tracker: tr, InitialLookback: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st := newEventStore(ctx, src)
+	work := func() {
+		for _, ob := range drain(src) {
+			src.process(ctx, ob, nil)
+		}
+	}
+	once := widgetEvent("demo", "once", 1, testT0)
+	once.ResourceVersion = "10"
+	later := widgetEvent("demo", "later", 1, testT0.Add(time.Hour))
+	later.ResourceVersion = "11"
+	_ = st.Replace([]any{once, later}, "11")
+	work()
+	tr.SetReady()
+	if cp, _ := tr.Snapshot(testT0.Add(time.Hour + time.Minute)); cp.Done["once"] != 0 {
+		t.Fatalf("the snapshot kept once (%v): the test needs it pruned", cp.Done)
+	}
+
+	// The watch broke; meanwhile the TTL deleted once and the recorder
+	// created it again with count 2.
+	again := widgetEvent("demo", "again", 2, testT0.Add(2*time.Hour))
+	again.Name, again.EventTime, again.ResourceVersion = once.Name, once.EventTime, "20"
+	fresh := widgetEvent("demo", "fresh", 2, testT0.Add(2*time.Hour))
+	fresh.ResourceVersion = "21"
+	_ = st.Replace([]any{later, again, fresh}, "21")
+	work()
+	wantCounts(t, "once", s.of("once"), 1)
+	wantCounts(t, "again (once created again)", s.of("again"), 2)
+	wantCounts(t, "fresh (new)", s.of("fresh"), 1, 2)
 }
 
 // Entries of the checkpoint a bridge starts from whose Events the initial

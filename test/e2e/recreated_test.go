@@ -138,8 +138,13 @@ func TestRecreatedWhileDownIsNotBackfilled(t *testing.T) {
 	for n := int32(1); n <= 2; n++ {
 		b1 = repeat(pod, "E2ERepeatB", n)
 	}
+	// D: an Event of count 1 (no name kept for it) whose series began half
+	// an hour ago, as a recorder's cache keeps it.
+	series := time.Now().Add(-30 * time.Minute)
+	d1 := createSeriesEvent(ctx, t, shared.Client, pod, "e2e-series-d", 1, series)
 	waitUIDCounts(ctx, t, rcv, string(a1.UID), 3)
 	waitUIDCounts(ctx, t, rcv, string(b1.UID), 2)
+	waitUIDCounts(ctx, t, rcv, string(d1.UID), 1)
 	if err := events.Delete(ctx, a1.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +165,19 @@ func TestRecreatedWhileDownIsNotBackfilled(t *testing.T) {
 	}
 	repeat(pod, "E2ERepeatC", 1)
 	c := repeat(pod, "E2ERepeatC", 2)
+	// D deleted and created again with count 2, as the recorder does.
+	if err := events.Delete(ctx, d1.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d2 := createSeriesEvent(ctx, t, shared.Client, pod, d1.Name, 2, series)
 
 	second := startBridge(t, rcv.Addr(), opts)
 	if !strings.Contains(second.out.String(), "resuming from checkpoint") {
 		t.Errorf("the second bridge did not log \"resuming from checkpoint\"")
 	}
-	waitRecords(ctx, t, rcv, "A#4, B#3 and C#2 from the second bridge", func(recs []rec) error {
+	waitRecords(ctx, t, rcv, "A#4, B#3, C#2 and D#2 from the second bridge", func(recs []rec) error {
 		if !slices.Contains(counts(withUID(recs, string(a2.UID))), 4) || !slices.Contains(counts(withUID(recs, string(b2.UID))), 3) ||
-			!slices.Contains(counts(withUID(recs, string(c.UID))), 2) {
+			!slices.Contains(counts(withUID(recs, string(c.UID))), 2) || !slices.Contains(counts(withUID(recs, string(d2.UID))), 2) {
 			return fmt.Errorf("not yet")
 		}
 		return nil
@@ -184,6 +194,8 @@ func TestRecreatedWhileDownIsNotBackfilled(t *testing.T) {
 		{"B (deleted while down) before", string(b1.UID), seq(2)},
 		{"B created again with count 3", string(b2.UID), []int{3}},
 		{"C (new while down)", string(c.UID), seq(2)},
+		{"D before", string(d1.UID), seq(1)},
+		{"D created again with count 2 (its series older than the checkpoint)", string(d2.UID), []int{2}},
 	} {
 		if got := counts(withUID(recs, tc.uid)); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: record counts %v, want %v", tc.what, got, tc.want)
@@ -218,7 +230,11 @@ func TestRecreatedDuringRelistIsNotBackfilled(t *testing.T) {
 	for n := int32(1); n <= 3; n++ {
 		first = repeat(pod, "E2ERepeat", n)
 	}
+	series := time.Now().Add(-30 * time.Minute)
+	once := createSeriesEvent(ctx, t, c.Client, pod, "e2e-series-once", 1, series)
 	waitUIDCounts(ctx, t, rcv, string(first.UID), 3)
+	waitUIDCounts(ctx, t, rcv, string(once.UID), 1)
+	time.Sleep(time.Second) // a checkpoint saved (every 500ms): the tracker prunes once
 
 	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -244,6 +260,10 @@ func TestRecreatedDuringRelistIsNotBackfilled(t *testing.T) {
 	if again.UID == first.UID || again.Name != first.Name {
 		t.Fatalf("the recorder did not create the Event again: %s/%s", again.Name, again.UID)
 	}
+	if err := c.Client.CoreV1().Events(ns).Delete(ctx, once.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	onceAgain := createSeriesEvent(ctx, t, c.Client, pod, once.Name, 2, series)
 	// The history the bridge's watch would resume from goes (the API
 	// server compacts every 5 minutes): its watch gets 410 and it lists.
 	rev, err := c.CompactEtcd(ctx)
@@ -254,7 +274,7 @@ func TestRecreatedDuringRelistIsNotBackfilled(t *testing.T) {
 	resume()
 
 	waitRecords(ctx, t, rcv, "count 4 of the Event created again", func(recs []rec) error {
-		if !slices.Contains(counts(withUID(recs, string(again.UID))), 4) {
+		if !slices.Contains(counts(withUID(recs, string(again.UID))), 4) || !slices.Contains(counts(withUID(recs, string(onceAgain.UID))), 2) {
 			return fmt.Errorf("not yet")
 		}
 		return nil
@@ -266,4 +286,31 @@ func TestRecreatedDuringRelistIsNotBackfilled(t *testing.T) {
 	if got := counts(withUID(rcv.Logs(), string(again.UID))); !slices.Equal(got, []int{4}) {
 		t.Errorf("the Event created again, seen in a relist: record counts %v, want [4]", got)
 	}
+	if got := counts(withUID(rcv.Logs(), string(onceAgain.UID))); !slices.Equal(got, []int{2}) {
+		t.Errorf("the Event of count 1 created again, seen in a relist: record counts %v, want [2]", got)
+	}
+}
+
+// createSeriesEvent creates a Warning Event about pod with count and the
+// series' first time given, as client-go's recorder creates one again
+// (under the same name) after the API server's TTL deleted it: its cache
+// keeps the series' first time and count. The recorder itself stamps the
+// first time with its clock, which a test cannot set back.
+func createSeriesEvent(ctx context.Context, t *testing.T, client kubernetes.Interface, pod *corev1.Pod, name string, count int32, first time.Time) *corev1.Event {
+	t.Helper()
+	ev, err := client.CoreV1().Events(pod.Namespace).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: name},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
+		Reason:         "E2ESeries",
+		Message:        "the same failure again",
+		Type:           corev1.EventTypeWarning,
+		Count:          count,
+		FirstTimestamp: metav1.NewTime(first),
+		LastTimestamp:  metav1.NewTime(time.Now()),
+		Source:         corev1.EventSource{Component: "e2e-recorder"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
 }
