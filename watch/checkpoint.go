@@ -84,7 +84,7 @@ func nameKey(namespace, name string) uint32 {
 }
 
 // SeriesSkew: an Event first seen with a count above 1 whose series began
-// (its first timestamp, convert.FirstTime) this long or more before a time
+// (its first timestamp, convert.FirstTime) more than this before a time
 // by which every Event created is done (PruneBefore) was created again by
 // client-go's recorder after the API server's TTL deleted it: its count 1
 // went out with the Event it replaces, which that first occurrence created.
@@ -96,8 +96,8 @@ func nameKey(namespace, name string) uint32 {
 // minutes of clock skew (it backdates the certificates it issues by that).
 const SeriesSkew = 10 * time.Minute
 
-// seriesBefore reports whether a series that began at first is SeriesSkew
-// or more older than prune.
+// seriesBefore reports whether a series that began at first began more
+// than SeriesSkew before prune.
 func seriesBefore(first, prune time.Time) bool {
 	return !first.IsZero() && !prune.IsZero() && first.Before(prune.Add(-SeriesSkew))
 }
@@ -726,8 +726,8 @@ func (t *Tracker) markDone(uid string, name uint32, rv uint64, created time.Time
 // DoneOfSeries is what a relist's Event with a new UID, the name key name,
 // a series that began at first and count carries over when the recorder
 // created it again (see Checkpoint.DoneCount): the highest count done of a
-// repeater of that name below count, else 1 when the series began
-// SeriesSkew before the last snapshot's PruneBefore, else 0. It looks at
+// repeater of that name below count, else 1 when the series began more
+// than SeriesSkew before the last snapshot's PruneBefore, else 0. It looks at
 // every entry: for relists only.
 func (t *Tracker) DoneOfSeries(name uint32, first time.Time, count int32) int32 {
 	t.mu.Lock()
