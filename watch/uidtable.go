@@ -19,11 +19,18 @@ type uidTable[V any] struct {
 	// shrinks: a Go map never gives back the room it grew to, so after a
 	// burst of Events (an incident, a relist) ids is made again once it is
 	// down to a quarter of its peak, the most entries it held since it was
-	// made (see removeRef). Only for tables that follow the live Events
-	// (dedup's): the tracker's fills and empties between two saves, and
-	// making it again each time would cost its growth every time.
+	// made (see removeRef). And it keeps the deletion markers of removed
+	// keys, growing for them: under the Events' churn (as many live, each
+	// replaced within the API server's TTL) dedup's table doubled, to ≈ 130
+	// bytes per live Event (2.5 MB for 20,000 in the soak), so ids is also
+	// made again, at its live entries' room, once twice as many keys as it
+	// holds were added since it was made (see setRef). Only for tables that
+	// follow the live Events (dedup's): the tracker's fills and empties
+	// between two saves, and making it again each time would cost its
+	// growth every time.
 	shrinks bool
 	peak    int
+	inserts int // new keys set since ids was made (when shrinks)
 }
 
 // shrinkMin is the peak below which ids is never made again: small maps
@@ -80,8 +87,18 @@ func (t *uidTable[V]) setRef(r uidRef, v V) {
 		if t.ids == nil {
 			t.ids = map[uuid]V{}
 		}
+		n := len(t.ids)
 		t.ids[r.id] = v
-		t.peak = max(t.peak, len(t.ids))
+		if len(t.ids) > n {
+			t.peak = max(t.peak, len(t.ids))
+			if t.shrinks {
+				// Amortized: one copy of the table per twice its size in
+				// new keys, i.e. at most half an entry's copy per insert.
+				if t.inserts++; t.inserts > 2*len(t.ids)+shrinkMin {
+					t.shrink()
+				}
+			}
+		}
 		return
 	}
 	if t.text == nil {
@@ -116,16 +133,17 @@ func (t *uidTable[V]) removeRef(r uidRef) bool {
 	return false
 }
 
-// shrink makes ids again at its present size (amortized: it copies the
-// entries left after three quarters of the peak were removed). A loop
-// over all that removes the entry it is at goes on over the old map,
-// yielding each entry once as before.
+// shrink makes ids again at its present size, without deletion markers
+// (amortized: it copies the entries left after three quarters of the peak
+// were removed, or after twice as many were added). A loop over all that
+// removes the entry it is at goes on over the old map, yielding each entry
+// once as before.
 func (t *uidTable[V]) shrink() {
 	m := make(map[uuid]V, len(t.ids))
 	for id, v := range t.ids {
 		m[id] = v
 	}
-	t.ids, t.peak = m, len(m)
+	t.ids, t.peak, t.inserts = m, len(m), 0
 }
 
 // len is the number of entries.
