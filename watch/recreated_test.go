@@ -310,23 +310,8 @@ func TestEventSourceRecreatedWhileDownGoesOnByName(t *testing.T) {
 // (its deletion comes after the list): only its new counts are yielded. A
 // new repeater of another name is yielded whole.
 func TestEventSourceRelistRecreatedGoesOnByName(t *testing.T) {
-	s := &sink{}
-	tr := NewTracker(nil, 0)
-	src, err := NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), func(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) error {
-		err := s.handle(ctx, ev, o)
-		DoneFromContext(ctx)()
-		return err
-	}, SourceOptions{API: "events.k8s.io/v1", Tracker: tr, InitialLookback: 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st := newEventStore(ctx, src)
-	work := func() {
-		for _, ob := range drain(src) {
-			src.process(ctx, ob, nil)
-		}
-	}
+	l := newListingSource(t)
+	s, src, st, work := l.sink, l.src, l.store, l.work
 	y := widgetEvent("demo", "y", 3, testT0)
 	y.ResourceVersion = "10"
 	_ = st.Replace([]any{y}, "10")
@@ -346,6 +331,39 @@ func TestEventSourceRelistRecreatedGoesOnByName(t *testing.T) {
 	if src.dedup.Len() != 2 {
 		t.Errorf("%d Events known after the relist, want 2 (y deleted)", src.dedup.Len())
 	}
+}
+
+// listingSource is an EventSource with a tracker, outputs (sink) that
+// acknowledge each occurrence once handled, and the reflector's store to
+// list Events into (Replace: a list, a relist); work processes what the
+// lists queued.
+type listingSource struct {
+	src   *EventSource
+	sink  *sink
+	store *eventStore
+	work  func()
+}
+
+func newListingSource(t *testing.T) listingSource {
+	t.Helper()
+	s := &sink{}
+	tr := NewTracker(nil, 0)
+	src, err := NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), func(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) error {
+		err := s.handle(ctx, ev, o)
+		DoneFromContext(ctx)()
+		return err
+	}, SourceOptions{API: "events.k8s.io/v1", Tracker: tr, InitialLookback: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st := newEventStore(ctx, src)
+	work := func() {
+		for _, ob := range drain(src) {
+			src.process(ctx, ob, nil)
+		}
+	}
+	return listingSource{src: src, sink: s, store: st, work: work}
 }
 
 // An Event of count 1 leaves no name in the checkpoint (it is pruned once
@@ -388,23 +406,8 @@ func TestEventSourceRecreatedAfterCountOneGoesOn(t *testing.T) {
 // The same through a relist: the tracker's last snapshot pruned the Event
 // of count 1 the recorder created again while the watch was broken.
 func TestEventSourceRelistRecreatedAfterCountOneGoesOn(t *testing.T) {
-	s := &sink{}
-	tr := NewTracker(nil, 0)
-	src, err := NewEventSource(eventClient(fake.NewClientset()), newTestCache(t, CacheOptions{}), func(ctx context.Context, ev *eventsv1.Event, o *convert.Occurrence) error {
-		err := s.handle(ctx, ev, o)
-		DoneFromContext(ctx)()
-		return err
-	}, SourceOptions{API: "events.k8s.io/v1", Tracker: tr, InitialLookback: 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st := newEventStore(ctx, src)
-	work := func() {
-		for _, ob := range drain(src) {
-			src.process(ctx, ob, nil)
-		}
-	}
+	l := newListingSource(t)
+	s, tr, st, work := l.sink, l.src.opts.Tracker, l.store, l.work
 	once := widgetEvent("demo", "once", 1, testT0)
 	once.ResourceVersion = "10"
 	later := widgetEvent("demo", "later", 1, testT0.Add(time.Hour))
