@@ -269,3 +269,58 @@ func TestSnapshotOpenBudget(t *testing.T) {
 	}
 	d.flush()
 }
+
+// The snapshot keeps the JSON of idle episodes only: an episode that
+// changed since the snapshot before holds none (in a rollout storm every
+// episode does, and copies of them all cost ≈ 10 MiB of peak RSS), one a
+// snapshot finds unchanged is kept, and the next snapshot reuses it.
+func TestSnapshotOpenKeepsIdleEpisodesOnly(t *testing.T) {
+	d := newDriver(t, Config{})
+	active := ref("Pod", "ns", "busy", "uid-busy")
+	idle := ref("Pod", "ns", "quiet", "uid-quiet")
+	d.observe(occ("e-idle", 1, "BackOff", "Back-off", at(0), idle))
+	n := int32(0)
+	held := func() (busy, quiet []byte) {
+		for _, ep := range d.e.open {
+			switch ep.rootKey {
+			case objectKey(&active):
+				busy = ep.snap.json
+			case objectKey(&idle):
+				quiet = ep.snap.json
+			}
+		}
+		return busy, quiet
+	}
+	for snap := range 4 {
+		n++
+		d.observe(occ("e-busy", n, "BackOff", "Back-off", at(time.Duration(n)*time.Second), active))
+		got, err := d.e.SnapshotOpen(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := d.e.snapshotOpen(1<<20, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("snapshot %d differs from one encoded afresh:\n%s\n%s", snap, got, want)
+		}
+		busy, quiet := held()
+		if busy != nil {
+			t.Errorf("snapshot %d: the episode that changed since the last snapshot holds %d bytes of JSON", snap, len(busy))
+		}
+		if wantQuiet := snap >= 1; (quiet != nil) != wantQuiet {
+			t.Errorf("snapshot %d: the idle episode holds JSON: %v, want %v", snap, quiet != nil, wantQuiet)
+		}
+	}
+	// Once idle, the busy one is kept too, from its second unchanged snapshot.
+	for range 2 {
+		if _, err := d.e.SnapshotOpen(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if busy, _ := held(); busy == nil {
+		t.Error("an episode idle over two snapshots holds no JSON")
+	}
+	d.flush()
+}
