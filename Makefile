@@ -19,7 +19,7 @@ RECORDING ?= examples/recordings/rollout.jsonl
 TEST_TIMEOUT ?= 30m
 IMAGE ?= kube-otel-bridge:$(VERSION)
 
-.PHONY: all build run test test-race unit bench lint fmt fuzz cluster-bins cluster-up cluster-down image clean
+.PHONY: all build run test test-race unit bench load soak lint fmt fuzz cluster-bins cluster-up cluster-down image clean
 
 all: build
 
@@ -55,6 +55,25 @@ bench:
 	@mkdir -p $(BIN)
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./... | tee $(BIN)/bench.txt
 	$(GO) run ./test/benchtable $(BIN)/bench.txt | tee $(BIN)/bench.md
+
+## load: issue 7's end-to-end measurements with the release build on the mini cluster: TestLoad
+## (20,000 Events at the API server's full rate) and TestLoadRollouts (a rollout storm). The whole log
+## goes to bin/load.txt; the KOB_LOAD_*RESULT lines (CPU-s per 10k, lag, peak RSS, delivery) to the terminal.
+load: cluster-bins build
+	set -o pipefail; E2E_BRIDGE_BIN=$(BIN)/kube-otel-bridge KOB_CLUSTER_BIN=$(BIN) KOB_LOAD=1 \
+	  $(GO) test -count=1 -timeout 60m -run 'TestLoad$$|TestLoadRollouts$$' -v ./test/e2e/ > $(BIN)/load.txt; \
+	  rc=$$?; grep -h -o 'KOB_LOAD[A-Z_]*_RESULT.*' $(BIN)/load.txt; grep -E '^(--- FAIL|FAIL)' $(BIN)/load.txt; exit $$rc
+
+## soak: the memory soak with the release build (SOAK_DURATION, 30m by default; heap profiles at each
+## third to bin/soak/). The log goes to bin/soak.txt, its growth summary and KOB_SOAK_RESULT to the terminal.
+SOAK_DURATION ?= 30m
+SOAK_TIMEOUT ?= 150m
+soak: cluster-bins build
+	@mkdir -p $(BIN)/soak
+	set -o pipefail; E2E_BRIDGE_BIN=$(BIN)/kube-otel-bridge KOB_CLUSTER_BIN=$(BIN) KOB_SOAK=1 \
+	  KOB_SOAK_DURATION=$(SOAK_DURATION) KOB_SOAK_PROFILE_DIR=$(BIN)/soak KOB_SOAK_MEM_PROFILE_RATE=4096 \
+	  $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run 'TestSoak$$' -v ./test/e2e/ > $(BIN)/soak.txt; \
+	  rc=$$?; grep -A9 'growth, median' $(BIN)/soak.txt | sed 's/^ *soak_test.go:[0-9]*: //'; grep -E '^(--- FAIL|FAIL)' $(BIN)/soak.txt; exit $$rc
 
 ## lint: gofmt and go vet
 lint:
